@@ -1,0 +1,295 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// defaultBundledVersions is set at build time (-ldflags -X) to the versions the
+// image bundles; BUNDLED_VERSIONS or --bundled-versions override it.
+var defaultBundledVersions = ""
+
+// usageError marks bad flags or environment: exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// options are the raw flag values; resolve turns them and the environment into a
+// migrate.Config.
+type options struct {
+	dataDir, targetVersion, targetStorage, binDir, bundled string
+	name, initialCluster, listenPeerURLs, advertisePeerURLs  string
+	listenClientURLs, dataPrefix, ttlKeysDir, extraArgs      string
+	port, peerPort                                           int
+	exec                                                     bool
+	logFormat, logLevel                                      string
+	readyTimeout, stopTimeout                                time.Duration
+}
+
+func (o *options) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.dataDir, "data-dir", "", "etcd data directory to migrate (env DATA_DIRECTORY)")
+	fs.StringVar(&o.targetVersion, "target-version", "", "etcd version to migrate to and run, e.g. 3.6.16 (env TARGET_VERSION)")
+	fs.StringVar(&o.targetStorage, "target-storage", "etcd3", "storage to migrate to: etcd3 or etcd2 (env TARGET_STORAGE)")
+	fs.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "directory with the bundled etcd-<v>, etcdctl-<v>, etcdutl-<v>")
+	fs.StringVar(&o.bundled, "bundled-versions", defaultBundledVersions, "bundled etcd versions, comma or space separated (env BUNDLED_VERSIONS)")
+	fs.StringVar(&o.name, "name", "", "member name (env ETCD_NAME, else etcd-$ETCD_HOSTNAME, else etcd-$HOSTNAME)")
+	fs.StringVar(&o.initialCluster, "initial-cluster", "", "initial cluster (env INITIAL_CLUSTER; default <name>=http://localhost:<peer-port>)")
+	fs.StringVar(&o.listenPeerURLs, "listen-peer-urls", "", "peer URLs of the migration etcd (env LISTEN_PEER_URLS; default http://localhost:<peer-port>)")
+	fs.StringVar(&o.advertisePeerURLs, "initial-advertise-peer-urls", "", "advertised peer URLs (env INITIAL_ADVERTISE_PEER_URLS; default http://localhost:<peer-port>)")
+	fs.StringVar(&o.listenClientURLs, "listen-client-urls", "", "private loopback client URL of the migration etcd (env LISTEN_CLIENT_URLS; default http://127.0.0.1:<port>)")
+	fs.IntVar(&o.port, "port", 0, "private client port (default 18629, or 18631 when the data dir path contains \"event\")")
+	fs.IntVar(&o.peerPort, "peer-port", 0, "peer port (default 2380, or 2381 when the data dir path contains \"event\")")
+	fs.StringVar(&o.dataPrefix, "etcd-data-prefix", "/registry", "Kubernetes key prefix (env ETCD_DATA_PREFIX)")
+	fs.StringVar(&o.ttlKeysDir, "ttl-keys-directory", "", "directory of keys that must expire (env TTL_KEYS_DIRECTORY; default <prefix>/events)")
+	fs.StringVar(&o.extraArgs, "etcd-server-extra-args", "", "extra flags for every etcd a step starts, e.g. peer TLS (env ETCD_CREDS)")
+	fs.BoolVar(&o.exec, "exec", true, "exec etcd-<target-version> after migrating; --exec=false exits 0 instead")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (adds the step etcd's own log lines), info, warn, error")
+	fs.DurationVar(&o.readyTimeout, "step-timeout", 5*time.Minute, "how long one step may wait for its etcd to take over the data")
+	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "how long a step's etcd may take to stop gracefully before SIGKILL")
+}
+
+// resolved is the outcome of flags + environment + defaults.
+type resolved struct {
+	cfg     migrate.Config
+	exec    bool
+	logFmt  string
+	logLvl  slog.Level
+	bundled string
+}
+
+// resolve applies DESIGN §1's precedence: a flag set on the command line, else its
+// environment variable, else the default.
+func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolved, error) {
+	pick := func(flag, env string) string {
+		v, _ := fs.GetString(flag)
+		if fs.Changed(flag) {
+			return v
+		}
+		if e := getenv(env); e != "" {
+			return e
+		}
+		return v
+	}
+	var r resolved
+	bad := func(format string, a ...any) (resolved, error) {
+		return resolved{}, &usageError{fmt.Errorf(format, a...)}
+	}
+	dataDir := pick("data-dir", "DATA_DIRECTORY")
+	if dataDir == "" {
+		return bad("no data dir: set --data-dir or DATA_DIRECTORY")
+	}
+	tv := pick("target-version", "TARGET_VERSION")
+	if tv == "" {
+		return bad("no target version: set --target-version or TARGET_VERSION, e.g. 3.6.16")
+	}
+	ver, err := versionfile.ParseVersion(tv)
+	if err != nil {
+		return bad("TARGET_VERSION: %w", err)
+	}
+	stor, err := versionfile.ParseStorage(pick("target-storage", "TARGET_STORAGE"))
+	if err != nil {
+		return bad("TARGET_STORAGE: %w", err)
+	}
+	target := versionfile.Pair{Version: ver, Storage: stor}
+	if _, err := versionfile.ParsePair(target.String()); err != nil {
+		return bad("target: %w", err)
+	}
+	r.bundled = pick("bundled-versions", "BUNDLED_VERSIONS")
+	bundled, err := steps.ParseBundled(r.bundled)
+	if err != nil {
+		return bad("%w", err)
+	}
+
+	name := pick("name", "ETCD_NAME")
+	if name == "" {
+		host := getenv("ETCD_HOSTNAME")
+		if host == "" {
+			host = getenv("HOSTNAME")
+		}
+		if host == "" {
+			host, _ = os.Hostname()
+		}
+		name = "etcd-" + host
+	}
+	event := strings.Contains(dataDir, "event")
+	port, peerPort := o.port, o.peerPort
+	if port == 0 {
+		port = 18629
+		if event {
+			port = 18631
+		}
+	}
+	if peerPort == 0 {
+		peerPort = 2380
+		if event {
+			peerPort = 2381
+		}
+	}
+	peerURL := fmt.Sprintf("http://localhost:%d", peerPort)
+	orDefault := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	level, err := parseLevel(o.logLevel)
+	if err != nil {
+		return bad("%w", err)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return bad("--log-format %q: use text or json", o.logFormat)
+	}
+	r.cfg = migrate.Config{
+		DataDir:                  dataDir,
+		BinDir:                   o.binDir,
+		Target:                   target,
+		Bundled:                  bundled,
+		Name:                     name,
+		InitialCluster:           orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), name+"="+peerURL),
+		ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), peerURL),
+		InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), peerURL),
+		ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
+		ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
+		ReadyTimeout:             o.readyTimeout,
+		StopTimeout:              o.stopTimeout,
+		MoveBinaries:             getenv("DO_NOT_MOVE_BINARIES") != "true",
+	}
+	if strings.Contains(r.cfg.ClientURL, ",") {
+		return bad("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
+	}
+	r.exec, r.logFmt, r.logLvl = o.exec, o.logFormat, level
+	return r, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: use debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func newRootCommand(getenv func(string) string) *cobra.Command {
+	o := &options{}
+	root := &cobra.Command{
+		Use:   "migrate [flags] [-- ETCD-ARGS...]",
+		Short: "Migrate an etcd data dir to the target version, then exec that etcd",
+		Long: `migrate brings the etcd data directory from the version recorded in its version.txt
+to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd binaries,
+then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() < 0 && len(args) > 0 {
+				return &usageError{fmt.Errorf("unexpected arguments %q: etcd arguments go after --", args)}
+			}
+			if n := cmd.ArgsLenAtDash(); n > 0 {
+				return &usageError{fmt.Errorf("unexpected arguments %q before --", args[:n])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := o.resolve(cmd.Flags(), getenv)
+			if err != nil {
+				return err
+			}
+			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
+			lk, err := r.cfg.Run(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if !r.exec {
+				return lk.Release()
+			}
+			return r.cfg.Exec(lk, args)
+		},
+	}
+	o.addFlags(root.PersistentFlags())
+	root.AddCommand(newPlanCommand(o, getenv), newStatusCommand(o, getenv))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	return root
+}
+
+func newPlanCommand(o *options, getenv func(string) string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "plan",
+		Short: "Print the steps migrate would take; change nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := o.resolve(cmd.Flags(), getenv)
+			if err != nil {
+				return err
+			}
+			st, plan, err := r.cfg.Plan()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "current: %s\ntarget:  %s\n", currentText(st), r.cfg.Target)
+			if len(plan) == 0 {
+				fmt.Fprintln(w, "nothing to do")
+			}
+			for i, s := range plan {
+				fmt.Fprintf(w, "step %d: %s\n", i+1, s)
+			}
+			return nil
+		},
+	}
+}
+
+func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Print what version.txt says and what the data says",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dataDir := o.dataDir
+			if !cmd.Flags().Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
+				dataDir = getenv("DATA_DIRECTORY")
+			}
+			if dataDir == "" {
+				return &usageError{fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY")}
+			}
+			st, err := migrate.Inspect(dataDir)
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "data dir:    %s\n", dataDir)
+			vf := "missing"
+			if st.VersionFile != nil {
+				vf = st.VersionFile.String()
+			}
+			fmt.Fprintf(w, "version.txt: %s\n", vf)
+			if st.Detected.Empty || st.Detected.Storage != "" {
+				fmt.Fprintf(w, "data:        %s\n", st.Detected)
+			}
+			return err
+		},
+	}
+}
+
+func currentText(st migrate.Status) string {
+	if st.Current == nil {
+		return "empty data dir"
+	}
+	return st.Current.String()
+}

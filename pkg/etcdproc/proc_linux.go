@@ -1,0 +1,15 @@
+package etcdproc
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+)
+
+func setProcAttrs(cmd *exec.Cmd) {
+	// Own process group: a Ctrl-C on migrate's terminal reaches migrate only, which
+	// then stops the child gracefully. Pdeathsig: the child never outlives migrate.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }

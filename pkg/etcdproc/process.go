@@ -1,0 +1,219 @@
+// Package etcdproc runs one bundled etcd binary as a private, loopback-only child for
+// a migration step: start it, stream its log, wait until it has really taken over the
+// data, make it save a snapshot, and stop it gracefully.
+package etcdproc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Config says which etcd to run on which data and where it listens.
+type Config struct {
+	Binary  string           // path of etcd-<Version>
+	Version *version.Version // version of Binary
+	DataDir string
+	Name    string
+	// ClientURL is the single private client URL; it must be loopback.
+	ClientURL                string
+	ListenPeerURLs           string
+	InitialAdvertisePeerURLs string
+	InitialCluster           string
+	// ExtraArgs go last on the command line (ETCD_CREDS, e.g. peer TLS flags).
+	ExtraArgs []string
+	// SnapshotCount is passed as --snapshot-count: small, so the step can make etcd
+	// save a snapshot with a couple of writes.
+	SnapshotCount int
+	// EnableV2 serves the v2 API (etcd2 data).
+	EnableV2    bool
+	StopTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// SingleMember reports whether the initial cluster names one member only: then
+// raft timing can be shortened without affecting anybody else.
+func (c Config) SingleMember() bool {
+	return c.InitialCluster != "" && !strings.Contains(c.InitialCluster, ",")
+}
+
+// Args is the etcd command line for c (without the binary).
+func (c Config) Args() []string {
+	args := []string{
+		"--name=" + c.Name,
+		"--data-dir=" + c.DataDir,
+		"--listen-client-urls=" + c.ClientURL,
+		"--advertise-client-urls=" + c.ClientURL,
+		"--listen-peer-urls=" + c.ListenPeerURLs,
+		"--initial-advertise-peer-urls=" + c.InitialAdvertisePeerURLs,
+		"--initial-cluster=" + c.InitialCluster,
+		fmt.Sprintf("--snapshot-count=%d", c.SnapshotCount),
+	}
+	if c.SingleMember() {
+		// A lone member elects itself after one election timeout; etcd's 1s default
+		// would be most of a step's cost.
+		args = append(args, "--heartbeat-interval=10", "--election-timeout=100")
+	}
+	if versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.5.0")) < 0 {
+		// etcd 3.4 logs through capnslog unless told otherwise; zap gives one JSON
+		// object per line like 3.5+.
+		args = append(args, "--logger=zap", "--log-outputs=stderr")
+	}
+	if c.EnableV2 {
+		args = append(args, "--enable-v2=true")
+	}
+	return append(args, c.ExtraArgs...)
+}
+
+// Process is a running etcd child.
+type Process struct {
+	cfg    Config
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error // set before done is closed
+	logs   *tail
+	stdout sync.WaitGroup
+}
+
+// Start launches the etcd binary. The child dies with us (SIGKILL on parent death on
+// Linux) so a killed migrate never leaves a stray etcd holding the data dir.
+func Start(cfg Config) (*Process, error) {
+	cmd := exec.Command(cfg.Binary, cfg.Args()...)
+	cmd.Env = childEnv()
+	setProcAttrs(cmd)
+	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(20)}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cfg.Binary, err)
+	}
+	p.stdout.Add(2)
+	go p.stream(stderr)
+	go p.stream(stdout)
+	go func() {
+		p.stdout.Wait()
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// childEnv drops ETCD_* variables: etcd reads them as flags, and the image's own
+// settings (ETCD_NAME, ETCD_DATA_DIR, ...) must not change the private run.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func (p *Process) stream(r io.Reader) {
+	defer p.stdout.Done()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	source := "etcd-" + p.cfg.Version.String()
+	for sc.Scan() {
+		line := sc.Text()
+		p.logs.add(line)
+		p.cfg.Logger.Debug("etcd output", "source", source, "line", line)
+	}
+}
+
+// Done is closed when the child has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Pid is the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// exitError describes an unexpected exit with the child's last log lines.
+func (p *Process) exitError() error {
+	return fmt.Errorf("etcd %s exited early (%v); its last log lines:\n%s", p.cfg.Version, p.err, strings.Join(p.logs.lines(), "\n"))
+}
+
+// LastLogs returns the child's last log lines.
+func (p *Process) LastLogs() []string { return p.logs.lines() }
+
+// Stop sends SIGTERM, waits up to StopTimeout, then SIGKILLs. It reports whether the
+// child had to be killed; a graceful exit is the normal case.
+func (p *Process) Stop() (killed bool, err error) {
+	select {
+	case <-p.done:
+		return false, nil
+	default:
+	}
+	if err := terminate(p.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return false, fmt.Errorf("stop etcd %s (pid %d): %w", p.cfg.Version, p.Pid(), err)
+	}
+	select {
+	case <-p.done:
+		return false, nil
+	case <-time.After(p.cfg.StopTimeout):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return true, nil
+}
+
+// Kill stops the child at once (used when migrate itself is failing).
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// sleepOrDone waits d, or returns an error if ctx ends or the child exits first.
+func (p *Process) sleepOrDone(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.done:
+		return p.exitError()
+	case <-t.C:
+		return nil
+	}
+}
+
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []string
+}
+
+func newTail(n int) *tail { return &tail{max: n} }
+
+func (t *tail) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, s)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+}
+
+func (t *tail) lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.buf...)
+}

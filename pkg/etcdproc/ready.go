@@ -1,0 +1,193 @@
+package etcdproc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-semver/semver"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// PollInterval is how often readiness is checked: a step should cost little more
+// than etcd's own start.
+const PollInterval = 15 * time.Millisecond
+
+// ServerVersions is etcd's GET /version answer. Only it reports the cluster version
+// (and on 3.6+ the storage version); endpoint status does not.
+type ServerVersions struct {
+	Server  string `json:"etcdserver"`
+	Cluster string `json:"etcdcluster"`
+	Storage string `json:"storage"`
+}
+
+// GetVersions asks the server at clientURL for its versions.
+func GetVersions(ctx context.Context, clientURL string) (ServerVersions, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(clientURL, "/")+"/version", nil)
+	if err != nil {
+		return ServerVersions{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return ServerVersions{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return ServerVersions{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return ServerVersions{}, fmt.Errorf("GET /version: %s", resp.Status)
+	}
+	var v ServerVersions
+	if err := json.Unmarshal(body, &v); err != nil {
+		return ServerVersions{}, fmt.Errorf("GET /version: %w", err)
+	}
+	return v, nil
+}
+
+// atMinor reports whether the semver string s has the given major.minor.
+func atMinor(s, minor string) bool {
+	v, err := semver.NewVersion(s)
+	return err == nil && fmt.Sprintf("%d.%d", v.Major, v.Minor) == minor
+}
+
+// needsStorageVersion: etcd 3.6+ records a storage version in the backend that must
+// have moved too before the data is at that minor.
+func (p *Process) needsStorageVersion() bool {
+	return versionfile.CompareMinor(p.cfg.Version, versionfile.MustVersion("3.6.0")) >= 0
+}
+
+// WaitVersions polls GET /version until the cluster version (and from 3.6 the
+// storage version) is the binary's major.minor.
+func (p *Process) WaitVersions(ctx context.Context) (ServerVersions, error) {
+	want := versionfile.MinorString(p.cfg.Version)
+	var last ServerVersions
+	var lastErr error
+	for {
+		v, err := GetVersions(ctx, p.cfg.ClientURL)
+		if err == nil {
+			last = v
+			if atMinor(v.Cluster, want) && (!p.needsStorageVersion() || atMinor(v.Storage, want)) {
+				return v, nil
+			}
+		} else {
+			lastErr = err
+		}
+		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
+			if ctx.Err() != nil {
+				return last, fmt.Errorf("etcd %s on %s: cluster version %q storage version %q after waiting for %s (last error: %v): %w", p.cfg.Version, p.cfg.ClientURL, last.Cluster, last.Storage, want, lastErr, err)
+			}
+			return last, err
+		}
+	}
+}
+
+// Client connects a v3 client to the private server.
+func (p *Process) Client() (*clientv3.Client, error) {
+	return clientv3.New(clientv3.Config{
+		Endpoints:   []string{p.cfg.ClientURL},
+		DialTimeout: 2 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+}
+
+// Write commits one raft entry that leaves the keyspace untouched: a lease grant and
+// its revoke. Both go through consensus and the backend, so success proves writes
+// work, yet no key and no revision changes (a revoke of a lease without keys does
+// not bump the revision).
+func Write(ctx context.Context, c *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l, err := c.Grant(ctx, 60)
+	if err != nil {
+		return fmt.Errorf("lease grant: %w", err)
+	}
+	if _, err := c.Revoke(ctx, l.ID); err != nil {
+		return fmt.Errorf("lease revoke: %w", err)
+	}
+	return nil
+}
+
+// WaitWrite retries Write until it succeeds.
+func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
+	for {
+		err := Write(ctx, c)
+		if err == nil {
+			return nil
+		}
+		if serr := p.sleepOrDone(ctx, PollInterval); serr != nil {
+			return fmt.Errorf("etcd %s: no write succeeded (last: %v): %w", p.cfg.Version, err, serr)
+		}
+	}
+}
+
+// SaveSnapshot makes etcd save a raft snapshot at or after the currently applied
+// index and waits until its file is on disk. With a small --snapshot-count a few
+// writes trigger it. After it the next etcd version replays no WAL entry written
+// before this step reached its cluster version: etcd 3.7 cannot decode the v2-format
+// requests that 3.4/3.5 used to set the cluster version, and panics on them.
+func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64, error) {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := c.Status(sctx, p.cfg.ClientURL)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("etcd %s status: %w", p.cfg.Version, err)
+	}
+	want := st.RaftAppliedIndex
+	if want == 0 { // servers older than 3.4 do not report it
+		want = st.RaftIndex
+	}
+	for {
+		idx, err := NewestSnapshotIndex(p.cfg.DataDir)
+		if err != nil {
+			return 0, err
+		}
+		if idx >= want {
+			return idx, nil
+		}
+		if err := Write(ctx, c); err != nil {
+			return 0, fmt.Errorf("etcd %s: write to trigger a snapshot: %w", p.cfg.Version, err)
+		}
+		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
+			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, err)
+		}
+	}
+}
+
+// NewestSnapshotIndex is the raft index of the newest member/snap/<term>-<index>.snap
+// file, 0 when there is none.
+func NewestSnapshotIndex(dataDir string) (uint64, error) {
+	names, err := filepath.Glob(filepath.Join(versionfile.SnapDir(dataDir), "*.snap"))
+	if err != nil {
+		return 0, err
+	}
+	var newest uint64
+	for _, n := range names {
+		base := strings.TrimSuffix(filepath.Base(n), ".snap")
+		_, idxHex, ok := strings.Cut(base, "-")
+		if !ok {
+			continue
+		}
+		idx, err := strconv.ParseUint(idxHex, 16, 64)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(n); err == nil && idx > newest {
+			newest = idx
+		}
+	}
+	return newest, nil
+}

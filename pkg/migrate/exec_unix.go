@@ -1,0 +1,18 @@
+//go:build !windows
+
+package migrate
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// execEtcd replaces this process with etcd (same PID), so signals reach etcd directly.
+func execEtcd(bin string, args []string) error {
+	argv := append([]string{bin}, args...)
+	if err := syscall.Exec(bin, argv, os.Environ()); err != nil {
+		return fmt.Errorf("exec %s: %w", bin, err)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+// Package migrate ties the pieces together for one run: inspect the data dir, plan,
+// check everything the plan needs before touching anything, run the steps under the
+// data dir lock, and hand over to the target etcd.
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Config is everything a run needs, resolved from flags and environment.
+type Config struct {
+	DataDir string
+	BinDir  string
+	Target  versionfile.Pair
+	Bundled []*version.Version
+
+	Name                     string
+	InitialCluster           string
+	ListenPeerURLs           string
+	InitialAdvertisePeerURLs string
+	// ClientURL is the private, loopback-only client URL the steps' etcd serves.
+	ClientURL string
+	// ExtraArgs are added to every etcd the steps start (ETCD_CREDS).
+	ExtraArgs []string
+
+	ReadyTimeout time.Duration
+	StopTimeout  time.Duration
+
+	// MoveBinaries copies etcd-<target>/etcdctl-<target> to etcd/etcdctl in BinDir
+	// (what the Kubernetes image does unless DO_NOT_MOVE_BINARIES=true).
+	MoveBinaries bool
+
+	Logger *slog.Logger
+}
+
+// InputError marks bad configuration or input: exit code 2, nothing was touched.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ie *InputError
+	if errors.As(err, &ie) {
+		return err
+	}
+	return &InputError{Err: err}
+}
+
+// Status is what a data dir says about itself.
+type Status struct {
+	DataDir     string
+	VersionFile *versionfile.Pair // nil when version.txt is missing
+	Detected    versionfile.State
+	// Current is the pair planning starts from: version.txt, else what the data
+	// tells; nil for an empty data dir.
+	Current *versionfile.Pair
+}
+
+// Inspect reads version.txt and the data, and checks that they agree. It changes
+// nothing.
+func Inspect(dataDir string) (Status, error) {
+	st := Status{DataDir: dataDir}
+	if fi, err := os.Stat(dataDir); err == nil && !fi.IsDir() {
+		return st, inputErr(fmt.Errorf("data dir %s is not a directory: point --data-dir (DATA_DIRECTORY) at the etcd data directory", dataDir))
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return st, inputErr(fmt.Errorf("data dir %s: %w", dataDir, err))
+	}
+	detected, err := versionfile.Detect(dataDir)
+	if err != nil {
+		return st, inputErr(err)
+	}
+	st.Detected = detected
+	p, err := versionfile.Read(dataDir)
+	switch {
+	case err == nil:
+		st.VersionFile = &p
+		if detected.Empty {
+			// version.txt without data: a data dir that only ever had the
+			// target written (an empty dir migrated before).
+			st.Current = &p
+			return st, nil
+		}
+		if err := detected.CheckAgainst(p); err != nil {
+			return st, inputErr(err)
+		}
+		st.Current = &p
+	case errors.Is(err, versionfile.ErrNotExist):
+		if detected.Empty {
+			return st, nil
+		}
+		p, err := versionfile.FromState(detected)
+		if err != nil {
+			return st, inputErr(fmt.Errorf("%s has no %s: %w", dataDir, versionfile.FileName, err))
+		}
+		st.Current = &p
+	default:
+		return st, inputErr(err)
+	}
+	return st, nil
+}
+
+// Plan inspects the data dir and plans the steps to the target.
+func (c *Config) Plan() (Status, []steps.Step, error) {
+	st, err := Inspect(c.DataDir)
+	if err != nil {
+		return st, nil, err
+	}
+	plan, err := steps.Plan(st.Current, c.Target, c.Bundled)
+	if err != nil {
+		return st, nil, inputErr(err)
+	}
+	return st, plan, nil
+}
+
+// Run migrates the data dir to the target under the data dir lock. On success the
+// lock is returned still held, so the caller can hand it to the exec'd etcd.
+func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
+	log := c.Logger
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(c.DataDir)), 0o755); err != nil {
+		return nil, inputErr(fmt.Errorf("create parent of data dir %s: %w", c.DataDir, err))
+	}
+	lk, err := lock.Acquire(c.DataDir)
+	if err != nil {
+		return nil, inputErr(err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lk.Release()
+		}
+	}()
+	start := time.Now()
+	st, plan, err := c.Plan()
+	if err != nil {
+		return nil, err
+	}
+	log.Info("plan", "data_dir", c.DataDir, "current", pairText(st.Current), "detected", st.Detected.String(),
+		"target", c.Target.String(), "steps", stepsText(plan))
+	if err := c.preflight(plan); err != nil {
+		return nil, inputErr(err)
+	}
+	ex := &steps.Executor{
+		DataDir: c.DataDir, BinDir: c.BinDir, Name: c.Name, ClientURL: c.ClientURL,
+		ListenPeerURLs: c.ListenPeerURLs, InitialAdvertisePeerURLs: c.InitialAdvertisePeerURLs,
+		InitialCluster: c.InitialCluster, ExtraArgs: c.ExtraArgs,
+		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
+	}
+	for i, s := range plan {
+		t := time.Now()
+		if err := ex.Run(ctx, s); err != nil {
+			last := "the data was not changed"
+			if i > 0 {
+				last = "version.txt records " + plan[i-1].To.String()
+			} else if st.Current != nil {
+				last = "version.txt records " + st.Current.String()
+			}
+			return nil, fmt.Errorf("step %d/%d %s failed (%s; rerun to retry the step): %w", i+1, len(plan), s.Kind, last, err)
+		}
+		log.Info("step recorded", "n", i+1, "of", len(plan), "kind", string(s.Kind), "version_txt", s.To.String(), "duration_ms", time.Since(t).Milliseconds())
+	}
+	if c.MoveBinaries {
+		c.moveBinaries()
+	}
+	log.Info("migration done", "version_txt", c.Target.String(), "steps", len(plan), "duration_ms", time.Since(start).Milliseconds())
+	ok = true
+	return lk, nil
+}
+
+// preflight checks what the plan needs before anything is touched: every binary it
+// runs (and the target's, for the exec) exists and is executable, the private ports
+// are free and loopback.
+func (c *Config) preflight(plan []steps.Step) error {
+	bins := []string{steps.EtcdBinary(c.BinDir, c.Target.Version)}
+	runsEtcd := false
+	for _, s := range plan {
+		b := steps.BinariesFor(c.BinDir, s)
+		runsEtcd = runsEtcd || len(b) > 0
+		bins = append(bins, b...)
+	}
+	for _, b := range bins {
+		if err := checkExecutable(b); err != nil {
+			return err
+		}
+	}
+	if !runsEtcd {
+		return nil
+	}
+	u, err := url.Parse(c.ClientURL)
+	if err != nil || u.Port() == "" {
+		return fmt.Errorf("private client URL %q is not a URL with a port (LISTEN_CLIENT_URLS)", c.ClientURL)
+	}
+	if !isLoopback(u.Hostname()) {
+		return fmt.Errorf("private client URL %s is not loopback: the migration etcd must not be reachable from outside; use http://127.0.0.1:<port>", c.ClientURL)
+	}
+	if err := checkFree("client", u.Host); err != nil {
+		return err
+	}
+	for _, pu := range strings.Split(c.ListenPeerURLs, ",") {
+		u, err := url.Parse(strings.TrimSpace(pu))
+		if err != nil || u.Port() == "" {
+			return fmt.Errorf("peer URL %q is not a URL with a port (LISTEN_PEER_URLS)", pu)
+		}
+		if err := checkFree("peer", u.Host); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("bundled binary %s is missing: build it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("bundled binary %s is not an executable file (mode %s): chmod +x it or fix --bin-dir", path, fi.Mode())
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func checkFree(what, hostport string) error {
+	l, err := net.Listen("tcp", hostport)
+	if err != nil {
+		return fmt.Errorf("%s port %s is in use or cannot be bound (%v): stop what listens there or choose another port (--port/--peer-port)", what, hostport, err)
+	}
+	return l.Close()
+}
+
+// moveBinaries copies etcd-<target> and etcdctl-<target> to etcd and etcdctl in the
+// bin dir, as the Kubernetes image does. A failure is logged, not fatal: the exec
+// uses etcd-<target> itself.
+func (c *Config) moveBinaries() {
+	for _, name := range []string{"etcd", "etcdctl"} {
+		src := filepath.Join(c.BinDir, name+"-"+c.Target.Version.String())
+		dst := filepath.Join(c.BinDir, name)
+		if err := copyFile(src, dst); err != nil {
+			c.Logger.Warn("could not copy bundled binary (set DO_NOT_MOVE_BINARIES=true to skip)", "from", src, "to", dst, "err", err)
+			continue
+		}
+		c.Logger.Info("copied bundled binary", "from", src, "to", dst)
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
+}
+
+func pairText(p *versionfile.Pair) string {
+	if p == nil {
+		return "empty"
+	}
+	return p.String()
+}
+
+func stepsText(plan []steps.Step) []string {
+	out := make([]string, len(plan))
+	for i, s := range plan {
+		out[i] = s.String()
+	}
+	return out
+}

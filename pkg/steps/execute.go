@@ -1,0 +1,136 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Executor runs planned steps on one data dir.
+type Executor struct {
+	DataDir string
+	BinDir  string
+	// Member identity and private URLs for the step's etcd.
+	Name                     string
+	ClientURL                string
+	ListenPeerURLs           string
+	InitialAdvertisePeerURLs string
+	InitialCluster           string
+	ExtraArgs                []string
+	// ReadyTimeout bounds one step's wait for etcd to take over the data.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds the graceful stop before SIGKILL.
+	StopTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// EtcdBinary is the path of the bundled etcd of version v.
+func EtcdBinary(binDir string, v *version.Version) string {
+	return filepath.Join(binDir, "etcd-"+v.String())
+}
+
+// BinariesFor lists the binaries a step runs (none for write-version).
+func BinariesFor(binDir string, s Step) []string {
+	if s.Kind == KindUpgradeMinor {
+		return []string{EtcdBinary(binDir, s.To.Version)}
+	}
+	return nil
+}
+
+// Run executes one step and records its result in version.txt only once the data is
+// in that state.
+func (e *Executor) Run(ctx context.Context, s Step) error {
+	switch s.Kind {
+	case KindWriteVersion:
+		if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
+			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
+		}
+		return versionfile.Write(e.DataDir, s.To)
+	case KindUpgradeMinor:
+		if err := e.upgradeMinor(ctx, s); err != nil {
+			return err
+		}
+		return versionfile.Write(e.DataDir, s.To)
+	}
+	return fmt.Errorf("unknown step kind %q", s.Kind)
+}
+
+func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
+	return etcdproc.Config{
+		Binary:                   EtcdBinary(e.BinDir, v),
+		Version:                  v,
+		DataDir:                  e.DataDir,
+		Name:                     e.Name,
+		ClientURL:                e.ClientURL,
+		ListenPeerURLs:           e.ListenPeerURLs,
+		InitialAdvertisePeerURLs: e.InitialAdvertisePeerURLs,
+		InitialCluster:           e.InitialCluster,
+		ExtraArgs:                e.ExtraArgs,
+		SnapshotCount:            1,
+		StopTimeout:              e.StopTimeout,
+		Logger:                   e.Logger.With("step", string(KindUpgradeMinor), "etcd", v.String()),
+	}
+}
+
+// upgradeMinor runs etcd-<To> until the cluster (3.6+: and storage) version is at
+// its minor, a write has committed and a snapshot covers everything applied so far;
+// then stops it gracefully.
+func (e *Executor) upgradeMinor(ctx context.Context, s Step) (err error) {
+	log := e.Logger.With("step", string(s.Kind), "etcd", s.To.Version.String())
+	start := time.Now()
+	p, err := etcdproc.Start(e.procConfig(s.To.Version))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			// Leave nothing running; the data stays at the last recorded state
+			// plus whatever this etcd durably applied, which a rerun redoes.
+			if _, serr := p.Stop(); serr != nil {
+				log.Warn("stop after failure", "err", serr)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
+	defer cancel()
+
+	vers, err := p.WaitVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	versionsAt := time.Since(start)
+	c, err := p.Client()
+	if err != nil {
+		return fmt.Errorf("step %s: client: %w", s, err)
+	}
+	defer c.Close()
+	if err := p.WaitWrite(ctx, c); err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	readyAt := time.Since(start)
+	snapIdx, err := p.SaveSnapshot(ctx, c)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	snapAt := time.Since(start)
+	killed, err := p.Stop()
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	if killed {
+		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
+	}
+	log.Info("step done",
+		"cluster_version", vers.Cluster, "storage_version", vers.Storage, "snapshot_index", snapIdx,
+		"versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
+		"snapshot_ms", snapAt.Milliseconds(), "duration_ms", time.Since(start).Milliseconds())
+	return nil
+}

@@ -1,0 +1,146 @@
+// Package steps owns the migration path: planning it (a pure function of the
+// current state, the target and the bundled versions) and executing its steps.
+package steps
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Kind names what a step does.
+type Kind string
+
+const (
+	// KindWriteVersion only records the target in version.txt: the data needs no
+	// change (empty data dir, or a patch-only difference within one minor).
+	KindWriteVersion Kind = "write-version"
+	// KindUpgradeMinor runs etcd of the next minor on the data until the cluster (and
+	// from 3.6 the storage) version moved to that minor and a snapshot covers it.
+	KindUpgradeMinor Kind = "upgrade-minor"
+)
+
+// Step is one planned move; To is what version.txt records after it.
+type Step struct {
+	Kind Kind
+	From versionfile.Pair
+	To   versionfile.Pair
+}
+
+func (s Step) String() string {
+	switch s.Kind {
+	case KindUpgradeMinor:
+		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
+	default:
+		return fmt.Sprintf("%s %s -> %s", s.Kind, s.From, s.To)
+	}
+}
+
+// ErrNotSupported marks moves that a later release of this tool will plan
+// (rollbacks, etcd2); the message says what works today.
+var ErrNotSupported = errors.New("not supported yet")
+
+// Plan returns the ordered steps that bring data at current to target using only
+// the bundled etcd versions. current is nil for an empty data dir. No steps and no
+// error means there is nothing to do.
+func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+	if !containsVersion(bundled, target.Version) {
+		return nil, fmt.Errorf("target version %s is not bundled (bundled: %s): set TARGET_VERSION to one of them", target.Version, joinVersions(bundled))
+	}
+	if current == nil {
+		return []Step{{Kind: KindWriteVersion, To: target}}, nil
+	}
+	cur := *current
+	if cur.Storage == versionfile.StorageEtcd2 || target.Storage == versionfile.StorageEtcd2 {
+		if cur.Equal(target) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s -> %s: etcd2 storage is %w; today only etcd3 -> etcd3 upgrades are planned", cur, target, ErrNotSupported)
+	}
+	if cur.Major() != target.Major() {
+		return nil, fmt.Errorf("%s -> %s: moves between etcd major versions are %w", cur, target, ErrNotSupported)
+	}
+	switch versionfile.CompareMinor(cur.Version, target.Version) {
+	case 0:
+		if cur.Equal(target) {
+			return nil, nil
+		}
+		// Patch releases of one minor share their data format.
+		return []Step{{Kind: KindWriteVersion, From: cur, To: target}}, nil
+	case 1:
+		return nil, fmt.Errorf("%s -> %s: rollbacks are %w; today only upgrades are planned (keep TARGET_VERSION at %s or newer)", cur, target, ErrNotSupported, cur.MinorString())
+	}
+	var steps []Step
+	from := cur
+	for minor := cur.Minor() + 1; minor <= target.Minor(); minor++ {
+		var v *version.Version
+		if minor == target.Minor() {
+			v = target.Version
+		} else {
+			v = newestOfMinor(bundled, target.Major(), minor)
+			if v == nil {
+				return nil, fmt.Errorf("%s -> %s: no bundled etcd %d.%d.x, and upgrades go one minor at a time (bundled: %s): bundle an etcd %d.%d release", cur, target, target.Major(), minor, joinVersions(bundled), target.Major(), minor)
+			}
+		}
+		to := versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}
+		steps = append(steps, Step{Kind: KindUpgradeMinor, From: from, To: to})
+		from = to
+	}
+	return steps, nil
+}
+
+func containsVersion(vs []*version.Version, v *version.Version) bool {
+	for _, b := range vs {
+		if b.Equal(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func newestOfMinor(vs []*version.Version, major, minor int) *version.Version {
+	var best *version.Version
+	for _, v := range vs {
+		if versionfile.Major(v) == major && versionfile.Minor(v) == minor && (best == nil || v.GreaterThan(best)) {
+			best = v
+		}
+	}
+	return best
+}
+
+func joinVersions(vs []*version.Version) string {
+	if len(vs) == 0 {
+		return "none"
+	}
+	sorted := append([]*version.Version(nil), vs...)
+	sort.Sort(version.Collection(sorted))
+	s := make([]string, len(sorted))
+	for i, v := range sorted {
+		s[i] = v.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// ParseBundled parses a comma- or space-separated version list such as
+// BUNDLED_VERSIONS="3.4.13, 3.5.35 3.6.16".
+func ParseBundled(s string) ([]*version.Version, error) {
+	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("no bundled versions: set BUNDLED_VERSIONS or --bundled-versions, e.g. 3.4.13,3.5.35")
+	}
+	var out []*version.Version
+	for _, f := range fields {
+		v, err := versionfile.ParseVersion(f)
+		if err != nil {
+			return nil, fmt.Errorf("bundled versions %q: %w", s, err)
+		}
+		out = append(out, v)
+	}
+	sort.Sort(version.Collection(out))
+	return out, nil
+}

@@ -1,0 +1,196 @@
+package versionfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-semver/semver"
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+)
+
+// State is what the data in a data dir says about itself, independent of version.txt.
+type State struct {
+	// Empty: no member directory and nothing else but lost+found/version.txt.
+	Empty bool
+	// Storage is etcd3 when the v3 backend (member/snap/db) exists, etcd2 when only
+	// the WAL and v2 snapshots do.
+	Storage Storage
+	// StorageVersion is the meta bucket's storageVersion (written by etcd 3.6+).
+	StorageVersion string
+	// ClusterVersion is the cluster bucket's clusterVersion (written by etcd 3.5+).
+	ClusterVersion string
+	// HasTerm: the meta bucket holds the raft term (written by every etcd 3.5+ apply).
+	HasTerm bool
+}
+
+// MinorFromData is the major.minor the backend shows it was last written by, and
+// whether the data tells it: storage version (3.6+), else cluster version (3.5),
+// else nothing certain (etcd 3.4 and older record neither).
+func (s State) MinorFromData() (string, bool) {
+	for _, v := range []string{s.StorageVersion, s.ClusterVersion} {
+		if v == "" {
+			continue
+		}
+		if sv, err := semver.NewVersion(v); err == nil {
+			return fmt.Sprintf("%d.%d", sv.Major, sv.Minor), true
+		}
+	}
+	if s.HasTerm {
+		return "3.5", true
+	}
+	return "", false
+}
+
+// String describes the state for logs and error messages.
+func (s State) String() string {
+	switch {
+	case s.Empty:
+		return "empty data dir"
+	case s.Storage == StorageEtcd2:
+		return "etcd2 data (WAL and v2 snapshots, no v3 backend)"
+	}
+	var parts []string
+	if s.StorageVersion != "" {
+		parts = append(parts, "storage version "+s.StorageVersion)
+	}
+	if s.ClusterVersion != "" {
+		parts = append(parts, "cluster version "+s.ClusterVersion)
+	}
+	if len(parts) == 0 {
+		if s.HasTerm {
+			parts = append(parts, "written by etcd 3.5")
+		} else {
+			parts = append(parts, "written by etcd 3.4 or older")
+		}
+	}
+	return "etcd3 data (" + strings.Join(parts, ", ") + ")"
+}
+
+// Paths inside a data dir, as etcd lays them out.
+func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
+func WALDir(dataDir string) string      { return filepath.Join(dataDir, "member", "wal") }
+func SnapDir(dataDir string) string     { return filepath.Join(dataDir, "member", "snap") }
+
+// Detect reads the state of dataDir from the data alone, without changing a byte:
+// the bolt backend is opened read-only.
+func Detect(dataDir string) (State, error) {
+	entries, err := os.ReadDir(dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return State{Empty: true}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("read data dir %s: %w", dataDir, err)
+	}
+	hasMember := false
+	var other []string
+	for _, e := range entries {
+		switch e.Name() {
+		case "member":
+			hasMember = true
+		case FileName, "lost+found":
+		default:
+			if !strings.HasPrefix(e.Name(), "."+FileName+".tmp-") {
+				other = append(other, e.Name())
+			}
+		}
+	}
+	if !hasMember {
+		if len(other) > 0 {
+			return State{}, fmt.Errorf("data dir %s holds %q but no etcd member directory: point --data-dir at an etcd data dir or an empty dir", dataDir, other[0])
+		}
+		return State{Empty: true}, nil
+	}
+	if _, err := os.Stat(BackendPath(dataDir)); err == nil {
+		st, err := readBackend(BackendPath(dataDir))
+		if err != nil {
+			return State{}, err
+		}
+		st.Storage = StorageEtcd3
+		return st, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return State{}, fmt.Errorf("stat %s: %w", BackendPath(dataDir), err)
+	}
+	wals, _ := filepath.Glob(filepath.Join(WALDir(dataDir), "*.wal"))
+	if len(wals) > 0 {
+		return State{Storage: StorageEtcd2}, nil
+	}
+	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, BackendPath(dataDir), WALDir(dataDir))
+}
+
+func readBackend(path string) (State, error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return State{}, fmt.Errorf("open %s: locked by another process (is etcd running on this data dir?)", path)
+		}
+		return State{}, fmt.Errorf("open etcd backend %s: %w", path, err)
+	}
+	defer db.Close()
+	var st State
+	err = db.View(func(tx *bolt.Tx) error {
+		if meta := tx.Bucket(schema.Meta.Name()); meta != nil {
+			st.StorageVersion = string(meta.Get(schema.MetaStorageVersionName))
+			st.HasTerm = len(meta.Get(schema.MetaTermKeyName)) > 0
+		}
+		if cl := tx.Bucket(schema.Cluster.Name()); cl != nil {
+			st.ClusterVersion = string(cl.Get(schema.ClusterClusterVersionKeyName))
+		}
+		return nil
+	})
+	if err != nil {
+		return State{}, fmt.Errorf("read etcd backend %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// CheckAgainst refuses a version.txt whose pair the data contradicts, naming both.
+// The data may be one minor ahead of version.txt: that is a step that ran but was
+// interrupted before it recorded itself, and rerunning that step is safe.
+func (s State) CheckAgainst(p Pair) error {
+	if s.Empty {
+		return nil
+	}
+	contradiction := func(why string) error {
+		return fmt.Errorf("version.txt says %s but the data is %s: %s; fix version.txt to name the version that last wrote the data, or remove it to let migrate detect the state", p, s, why)
+	}
+	if p.Storage == StorageEtcd3 && s.Storage == StorageEtcd2 {
+		return contradiction("etcd3 data needs the v3 backend member/snap/db")
+	}
+	if s.Storage == StorageEtcd2 {
+		return nil
+	}
+	minor, known := s.MinorFromData()
+	if !known {
+		// Only etcd <= 3.4 leaves no version in the backend.
+		if CompareMinor(p.Version, MustVersion("3.5.0")) >= 0 {
+			return contradiction("an etcd 3.5 or newer would have recorded its term in the backend")
+		}
+		return nil
+	}
+	dv := MustVersion(minor + ".0")
+	switch c := CompareMinor(dv, p.Version); {
+	case c < 0 && s.StorageVersion != "":
+		return contradiction("the backend's storage version is older than version.txt")
+	case c > 0 && !(Major(dv) == p.Major() && Minor(dv) == p.Minor()+1):
+		return contradiction("the data was written by a newer etcd than version.txt says")
+	}
+	return nil
+}
+
+// FromState turns a detected state into the pair version.txt would hold, for a data
+// dir that has none. It refuses when the data does not tell the version exactly.
+func FromState(s State) (Pair, error) {
+	switch {
+	case s.Storage == StorageEtcd2:
+		return Pair{}, fmt.Errorf("detected %s, which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt", s)
+	case s.StorageVersion == "" && s.ClusterVersion == "":
+		return Pair{}, fmt.Errorf("detected %s, which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt", s)
+	}
+	minor, _ := s.MinorFromData()
+	return Pair{Version: MustVersion(minor + ".0"), Storage: StorageEtcd3}, nil
+}

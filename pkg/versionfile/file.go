@@ -1,0 +1,105 @@
+package versionfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// FileName is the name of the version file in the data dir root.
+const FileName = "version.txt"
+
+// maxFileSize bounds what Read accepts: a valid file is one short line.
+const maxFileSize = 64
+
+// ErrNotExist is returned (wrapped) by Read when the data dir has no version.txt.
+var ErrNotExist = errors.New("version.txt does not exist")
+
+// Path is the version file's path in dataDir.
+func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// Read parses dataDir/version.txt. A missing file yields an error wrapping
+// ErrNotExist; every other problem names the path and says what is expected.
+func Read(dataDir string) (Pair, error) {
+	path := Path(dataDir)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return Pair{}, fmt.Errorf("%s: %w", path, ErrNotExist)
+	}
+	if err != nil {
+		return Pair{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	buf, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return Pair{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(buf) > maxFileSize {
+		return Pair{}, fmt.Errorf("%s is longer than %d bytes: it should hold one line like 3.5.35/etcd3; fix or remove it (migrate then detects the state from the data)", path, maxFileSize)
+	}
+	p, err := ParsePair(string(buf))
+	if err != nil {
+		return Pair{}, fmt.Errorf("%s: %w; fix or remove it (migrate then detects the state from the data)", path, err)
+	}
+	return p, nil
+}
+
+// Write records p in dataDir/version.txt durably: the line goes to a temp file in
+// the same directory, is fsynced, renamed over version.txt and the directory is
+// fsynced, so a crash leaves either the old or the new content, never a torn one.
+func Write(dataDir string, p Pair) error {
+	if err := p.validate(); err != nil {
+		return err
+	}
+	return WriteFileDurable(Path(dataDir), []byte(p.String()+"\n"), 0o644)
+}
+
+// WriteFileDurable atomically replaces path with data (temp file, fsync, rename,
+// fsync of the parent directory).
+func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmpName := tmp.Name()
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmpName)
+		}
+	}()
+	if _, err := tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmpName, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmpName, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmpName, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmpName, err)
+	}
+	if err := os.Rename(tmpName, path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", tmpName, path, err)
+	}
+	done = true
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory so a rename or create in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !isSyncUnsupported(err) {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build !windows
+
+package versionfile
+
+func isSyncUnsupported(error) bool { return false }

@@ -1,0 +1,6 @@
+//go:build windows
+
+package versionfile
+
+// Windows cannot fsync a directory handle; NTFS journals the rename itself.
+func isSyncUnsupported(error) bool { return true }

@@ -1,0 +1,84 @@
+// Package e2e runs the built migrate binary against real etcd binaries and real data
+// dirs. `make test` builds both first.
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+)
+
+const fixture34 = "etcd3-3.4.13.tar.gz"
+
+// result is one migrate run.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// migrateCmd builds a migrate command on dataDir with free private ports. env
+// entries override the process environment.
+func migrateCmd(t *testing.T, binDir, dataDir string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	base := []string{
+		"--data-dir=" + dataDir,
+		"--bin-dir=" + binDir,
+		"--bundled-versions=" + etcdtest.Bundled,
+		"--name=etcd-member",
+		fmt.Sprintf("--port=%d", etcdtest.FreePort(t)),
+		fmt.Sprintf("--peer-port=%d", etcdtest.FreePort(t)),
+	}
+	cmd := exec.Command(filepath.Join(binDir, "migrate"), append(base, args...)...)
+	cmd.Env = append(os.Environ(), "DO_NOT_MOVE_BINARIES=true")
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+func runMigrate(t *testing.T, binDir, dataDir string, env []string, args ...string) result {
+	t.Helper()
+	cmd := migrateCmd(t, binDir, dataDir, env, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("run migrate: %v", err)
+	}
+	return r
+}
+
+func readVersionTxt(t *testing.T, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "version.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// errorLine is the one "migrate: error:" line of a failed run.
+func errorLine(t *testing.T, r result) string {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "migrate: error: ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("want exactly one error line, got %d; stderr:\n%s", len(lines), r.stderr)
+	}
+	return lines[0]
+}
