@@ -29,13 +29,13 @@ func (e *usageError) Unwrap() error { return e.err }
 // options are the raw flag values; resolve turns them and the environment into a
 // migrate.Config.
 type options struct {
-	dataDir, targetVersion, targetStorage, binDir, bundled string
-	name, initialCluster, listenPeerURLs, advertisePeerURLs  string
-	listenClientURLs, dataPrefix, ttlKeysDir, extraArgs      string
-	port, peerPort                                           int
-	exec                                                     bool
-	logFormat, logLevel                                      string
-	readyTimeout, stopTimeout                                time.Duration
+	dataDir, targetVersion, targetStorage, binDir, bundled  string
+	name, initialCluster, listenPeerURLs, advertisePeerURLs string
+	listenClientURLs, dataPrefix, ttlKeysDir, extraArgs     string
+	port, peerPort                                          int
+	exec                                                    bool
+	logFormat, logLevel                                     string
+	readyTimeout, stopTimeout                               time.Duration
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {

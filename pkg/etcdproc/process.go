@@ -93,7 +93,7 @@ func Start(cfg Config) (*Process, error) {
 	cmd := exec.Command(cfg.Binary, cfg.Args()...)
 	cmd.Env = childEnv()
 	setProcAttrs(cmd)
-	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(20)}
+	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50)}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -146,9 +146,43 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// exitError describes an unexpected exit with the child's last log lines.
+// exitError describes an unexpected exit in one line, quoting the child's most
+// telling log line; all its last lines go to our log at error level.
 func (p *Process) exitError() error {
-	return fmt.Errorf("etcd %s exited early (%v); its last log lines:\n%s", p.cfg.Version, p.err, strings.Join(p.logs.lines(), "\n"))
+	lines := p.logs.lines()
+	for _, l := range lines {
+		p.cfg.Logger.Error("etcd output before exit", "source", "etcd-"+p.cfg.Version.String(), "line", l)
+	}
+	return fmt.Errorf("etcd %s exited early (%v): %s", p.cfg.Version, p.err, tellingLine(lines))
+}
+
+// tellingLine picks the last fatal/panic/error line (zap JSON or plain text), else
+// the first non-blank line, shortened for an error message.
+func tellingLine(lines []string) string {
+	pick := ""
+	for _, l := range lines {
+		ll := strings.ToLower(l)
+		if strings.Contains(ll, `"level":"fatal"`) || strings.Contains(ll, `"level":"panic"`) ||
+			strings.Contains(ll, `"level":"error"`) || strings.HasPrefix(ll, "panic:") || strings.Contains(ll, "error") {
+			pick = l
+		}
+	}
+	if pick == "" {
+		for _, l := range lines {
+			if strings.TrimSpace(l) != "" {
+				pick = l
+				break
+			}
+		}
+	}
+	pick = strings.TrimSpace(pick)
+	if len(pick) > 600 {
+		pick = pick[:600] + "..."
+	}
+	if pick == "" {
+		return "no output"
+	}
+	return "last error line: " + pick
 }
 
 // LastLogs returns the child's last log lines.

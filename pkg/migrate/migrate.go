@@ -174,7 +174,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			} else if st.Current != nil {
 				last = "version.txt records " + st.Current.String()
 			}
-			return nil, fmt.Errorf("step %d/%d %s failed (%s; rerun to retry the step): %w", i+1, len(plan), s.Kind, last, err)
+			return nil, fmt.Errorf("step %d/%d failed (%s; rerun to retry it): %w", i+1, len(plan), last, err)
 		}
 		log.Info("step recorded", "n", i+1, "of", len(plan), "kind", string(s.Kind), "version_txt", s.To.String(), "duration_ms", time.Since(t).Milliseconds())
 	}
