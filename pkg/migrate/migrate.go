@@ -166,7 +166,6 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 	}
 	for i, s := range plan {
-		t := time.Now()
 		if err := ex.Run(ctx, s); err != nil {
 			last := "the data was not changed"
 			if i > 0 {
@@ -174,9 +173,11 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			} else if st.Current != nil {
 				last = "version.txt records " + st.Current.String()
 			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s: rerun to resume", i+1, len(plan), s, last)
+			}
 			return nil, fmt.Errorf("step %d/%d failed (%s; rerun to retry it): %w", i+1, len(plan), last, err)
 		}
-		log.Info("step recorded", "n", i+1, "of", len(plan), "kind", string(s.Kind), "version_txt", s.To.String(), "duration_ms", time.Since(t).Milliseconds())
 	}
 	if c.MoveBinaries {
 		c.moveBinaries()

@@ -46,21 +46,29 @@ func BinariesFor(binDir string, s Step) []string {
 }
 
 // Run executes one step and records its result in version.txt only once the data is
-// in that state.
+// in that state. It logs one line per step, with its timings.
 func (e *Executor) Run(ctx context.Context, s Step) error {
+	start := time.Now()
+	attrs := []any{"kind", string(s.Kind), "from", s.From.String(), "version_txt", s.To.String()}
 	switch s.Kind {
 	case KindWriteVersion:
 		if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
-		return versionfile.Write(e.DataDir, s.To)
 	case KindUpgradeMinor:
-		if err := e.upgradeMinor(ctx, s); err != nil {
+		t, err := e.upgradeMinor(ctx, s)
+		if err != nil {
 			return err
 		}
-		return versionfile.Write(e.DataDir, s.To)
+		attrs = append(attrs, t...)
+	default:
+		return fmt.Errorf("unknown step kind %q", s.Kind)
 	}
-	return fmt.Errorf("unknown step kind %q", s.Kind)
+	if err := versionfile.Write(e.DataDir, s.To); err != nil {
+		return err
+	}
+	e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
+	return nil
 }
 
 func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
@@ -83,12 +91,13 @@ func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
 // upgradeMinor runs etcd-<To> until the cluster (3.6+: and storage) version is at
 // its minor, a write has committed and a snapshot covers everything applied so far;
 // then stops it gracefully.
-func (e *Executor) upgradeMinor(ctx context.Context, s Step) (err error) {
+// It returns the step's timings as log attributes.
+func (e *Executor) upgradeMinor(ctx context.Context, s Step) (timings []any, err error) {
 	log := e.Logger.With("step", string(s.Kind), "etcd", s.To.Version.String())
 	start := time.Now()
 	p, err := etcdproc.Start(e.procConfig(s.To.Version))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -104,33 +113,31 @@ func (e *Executor) upgradeMinor(ctx context.Context, s Step) (err error) {
 
 	vers, err := p.WaitVersions(ctx)
 	if err != nil {
-		return fmt.Errorf("step %s: %w", s, err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	versionsAt := time.Since(start)
 	c, err := p.Client()
 	if err != nil {
-		return fmt.Errorf("step %s: client: %w", s, err)
+		return nil, fmt.Errorf("step %s: client: %w", s, err)
 	}
 	defer c.Close()
 	if err := p.WaitWrite(ctx, c); err != nil {
-		return fmt.Errorf("step %s: %w", s, err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	readyAt := time.Since(start)
 	snapIdx, err := p.SaveSnapshot(ctx, c)
 	if err != nil {
-		return fmt.Errorf("step %s: %w", s, err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	snapAt := time.Since(start)
 	killed, err := p.Stop()
 	if err != nil {
-		return fmt.Errorf("step %s: %w", s, err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	if killed {
 		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
 	}
-	log.Info("step done",
-		"cluster_version", vers.Cluster, "storage_version", vers.Storage, "snapshot_index", snapIdx,
-		"versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
-		"snapshot_ms", snapAt.Milliseconds(), "duration_ms", time.Since(start).Milliseconds())
-	return nil
+	return []any{"etcd", s.To.Version.String(), "cluster_version", vers.Cluster, "storage_version", vers.Storage,
+		"snapshot_index", snapIdx, "versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
+		"snapshot_ms", snapAt.Milliseconds(), "stop_ms", (time.Since(start) - snapAt).Milliseconds()}, nil
 }

@@ -1,0 +1,79 @@
+package etcdproc
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+func TestArgs(t *testing.T) {
+	base := Config{
+		Version: versionfile.MustVersion("3.7.3"), DataDir: "/d", Name: "m", ClientURL: "http://127.0.0.1:1",
+		ListenPeerURLs: "http://localhost:2", InitialAdvertisePeerURLs: "http://localhost:2",
+		InitialCluster: "m=http://localhost:2", SnapshotCount: 1, ExtraArgs: []string{"--peer-auto-tls"},
+	}
+	args := base.Args()
+	for _, want := range []string{"--name=m", "--data-dir=/d", "--listen-client-urls=http://127.0.0.1:1", "--snapshot-count=1", "--heartbeat-interval=10", "--election-timeout=100"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("3.7 single member: %q missing from %q", want, args)
+		}
+	}
+	if args[len(args)-1] != "--peer-auto-tls" {
+		t.Errorf("extra args must come last (so they win): %q", args)
+	}
+	if slices.Contains(args, "--logger=zap") {
+		t.Errorf("3.7 needs no --logger: %q", args)
+	}
+
+	multi := base
+	multi.InitialCluster = "m=http://localhost:2,n=http://other:2380"
+	if a := strings.Join(multi.Args(), " "); strings.Contains(a, "election-timeout") || strings.Contains(a, "heartbeat") {
+		t.Errorf("multi-member cluster timing must be left alone: %s", a)
+	}
+
+	old := base
+	old.Version = versionfile.MustVersion("3.4.13")
+	if a := old.Args(); !slices.Contains(a, "--logger=zap") || !slices.Contains(a, "--log-outputs=stderr") {
+		t.Errorf("3.4 must log through zap: %q", a)
+	}
+}
+
+func TestTellingLine(t *testing.T) {
+	cases := []struct {
+		lines []string
+		want  string
+	}{
+		{nil, "no output"},
+		{[]string{"", "flag provided but not defined: -x", "Usage:"}, "last error line: flag provided but not defined: -x"},
+		{[]string{`{"level":"info","msg":"a"}`, `{"level":"panic","msg":"execute job failed"}`, `{"level":"info","msg":"b"}`}, `last error line: {"level":"panic","msg":"execute job failed"}`},
+		{[]string{"panic: unmarshal should never fail", "goroutine 1"}, "last error line: panic: unmarshal should never fail"},
+	}
+	for _, c := range cases {
+		if got := tellingLine(c.lines); got != c.want {
+			t.Errorf("tellingLine(%q) = %q, want %q", c.lines, got, c.want)
+		}
+	}
+	long := strings.Repeat("x", 700) + " error"
+	if got := tellingLine([]string{long}); len(got) != len("last error line: ")+603 {
+		t.Errorf("long line not shortened: %d chars", len(got))
+	}
+}
+
+func TestNewestSnapshotIndex(t *testing.T) {
+	dir := t.TempDir()
+	if idx, err := NewestSnapshotIndex(dir); err != nil || idx != 0 {
+		t.Fatalf("no snap dir: %d, %v", idx, err)
+	}
+	snap := versionfile.SnapDir(dir)
+	os.MkdirAll(snap, 0o700)
+	for _, n := range []string{"0000000000000002-00000000000003ea.snap", "0000000000000002-0000000000000bbe.snap", "0000000000000003-00000000000009c9.snap", "db", "junk.snap", "0000000000000004-zz.snap"} {
+		os.WriteFile(filepath.Join(snap, n), nil, 0o600)
+	}
+	if idx, err := NewestSnapshotIndex(dir); err != nil || idx != 0xbbe {
+		t.Fatalf("newest = %#x, %v; want 0xbbe", idx, err)
+	}
+}

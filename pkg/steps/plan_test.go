@@ -1,0 +1,267 @@
+package steps_test
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+func mustBundled(t *testing.T, s string) []*version.Version {
+	t.Helper()
+	b, err := steps.ParseBundled(s)
+	if err != nil {
+		t.Fatalf("ParseBundled(%q): %v", s, err)
+	}
+	return b
+}
+
+func pairPtr(s string) *versionfile.Pair {
+	p := versionfile.MustPair(s)
+	return &p
+}
+
+// stepText renders a step as "kind from->to" with "-" for an unset From.
+func stepText(s steps.Step) string {
+	from := "-"
+	if s.From.Version != nil {
+		from = s.From.String()
+	}
+	return fmt.Sprintf("%s %s->%s", s.Kind, from, s.To)
+}
+
+func TestPlan(t *testing.T) {
+	const std = "3.4.13,3.5.35,3.6.16,3.7.3"
+	tests := []struct {
+		name    string
+		bundled string
+		current string // "" for an empty data dir
+		target  string
+		want    []string // nil with wantErr == "" means no steps
+		wantErr []string
+		notSupp bool // errors.Is(err, steps.ErrNotSupported)
+	}{
+		{name: "empty dir", bundled: std, target: "3.7.3/etcd3",
+			want: []string{"write-version -->3.7.3/etcd3"}},
+		{name: "empty dir, older bundled target", bundled: std, target: "3.4.13/etcd3",
+			want: []string{"write-version -->3.4.13/etcd3"}},
+		{name: "3.4.13 to 3.7.3", bundled: std, current: "3.4.13/etcd3", target: "3.7.3/etcd3",
+			want: []string{
+				"upgrade-minor 3.4.13/etcd3->3.5.35/etcd3",
+				"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3",
+				"upgrade-minor 3.6.16/etcd3->3.7.3/etcd3",
+			}},
+		{name: "3.4.10 (not bundled) to 3.5.35", bundled: std, current: "3.4.10/etcd3", target: "3.5.35/etcd3",
+			want: []string{"upgrade-minor 3.4.10/etcd3->3.5.35/etcd3"}},
+		{name: "3.5.0 to 3.6.16", bundled: std, current: "3.5.0/etcd3", target: "3.6.16/etcd3",
+			want: []string{"upgrade-minor 3.5.0/etcd3->3.6.16/etcd3"}},
+		{name: "3.6.0 (detected) to 3.7.3", bundled: std, current: "3.6.0/etcd3", target: "3.7.3/etcd3",
+			want: []string{"upgrade-minor 3.6.0/etcd3->3.7.3/etcd3"}},
+		{name: "already at target", bundled: std, current: "3.5.35/etcd3", target: "3.5.35/etcd3"},
+		{name: "patch upgrade within minor", bundled: std, current: "3.7.0/etcd3", target: "3.7.3/etcd3",
+			want: []string{"write-version 3.7.0/etcd3->3.7.3/etcd3"}},
+		{name: "newer patch, same minor", bundled: std, current: "3.7.5/etcd3", target: "3.7.3/etcd3",
+			want: []string{"write-version 3.7.5/etcd3->3.7.3/etcd3"}},
+		{name: "intermediate minor picks the newest bundled patch", bundled: "3.4.13, 3.5.1, 3.5.35, 3.5.2, 3.6.16",
+			current: "3.4.13/etcd3", target: "3.6.16/etcd3",
+			want: []string{
+				"upgrade-minor 3.4.13/etcd3->3.5.35/etcd3",
+				"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3",
+			}},
+		{name: "target minor uses the target patch, not the newest", bundled: "3.5.1,3.5.35",
+			current: "3.4.13/etcd3", target: "3.5.1/etcd3",
+			want: []string{"upgrade-minor 3.4.13/etcd3->3.5.1/etcd3"}},
+		{name: "target not bundled", bundled: std, current: "3.4.13/etcd3", target: "3.8.0/etcd3",
+			wantErr: []string{"target version 3.8.0 is not bundled (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3): set TARGET_VERSION to one of them"}},
+		{name: "target not bundled, empty dir", bundled: std, target: "3.7.4/etcd3",
+			wantErr: []string{"target version 3.7.4 is not bundled"}},
+		{name: "target not bundled even when current equals it", bundled: std, current: "3.7.4/etcd3", target: "3.7.4/etcd3",
+			wantErr: []string{"target version 3.7.4 is not bundled"}},
+		{name: "gap in bundled minors", bundled: "3.4.13,3.6.16", current: "3.4.13/etcd3", target: "3.6.16/etcd3",
+			wantErr: []string{"3.4.13/etcd3 -> 3.6.16/etcd3: no bundled etcd 3.5.x, and upgrades go one minor at a time (bundled: 3.4.13, 3.6.16): bundle an etcd 3.5 release"}},
+		{name: "gap further up", bundled: "3.4.13,3.5.35,3.7.3", current: "3.4.13/etcd3", target: "3.7.3/etcd3",
+			wantErr: []string{"no bundled etcd 3.6.x"}},
+		{name: "rollback", bundled: std, current: "3.7.3/etcd3", target: "3.6.16/etcd3", notSupp: true,
+			wantErr: []string{"3.7.3/etcd3 -> 3.6.16/etcd3: rollbacks are not supported yet; today only upgrades are planned (keep TARGET_VERSION at 3.7 or newer)"}},
+		{name: "rollback over two minors", bundled: std, current: "3.6.0/etcd3", target: "3.4.13/etcd3", notSupp: true,
+			wantErr: []string{"rollbacks are not supported yet", "keep TARGET_VERSION at 3.6 or newer"}},
+		{name: "etcd2 current", bundled: std, current: "3.0.17/etcd2", target: "3.5.35/etcd3", notSupp: true,
+			wantErr: []string{"3.0.17/etcd2 -> 3.5.35/etcd3: etcd2 storage is not supported yet; today only etcd3 -> etcd3 upgrades are planned"}},
+		{name: "etcd2 target", bundled: std, current: "3.4.13/etcd3", target: "3.5.35/etcd2", notSupp: true,
+			wantErr: []string{"3.4.13/etcd3 -> 3.5.35/etcd2: etcd2 storage is not supported yet"}},
+		{name: "etcd2 already at target", bundled: "2.2.1,3.5.35", current: "2.2.1/etcd2", target: "2.2.1/etcd2"},
+		{name: "major jump from etcd2", bundled: "2.3.7,3.0.17,3.5.35", current: "2.3.7/etcd2", target: "3.0.17/etcd3", notSupp: true,
+			wantErr: []string{"2.3.7/etcd2 -> 3.0.17/etcd3", "not supported yet"}},
+		{name: "major jump, etcd3 storage", bundled: "3.7.3,4.0.0", current: "3.7.3/etcd3", target: "4.0.0/etcd3", notSupp: true,
+			wantErr: []string{"3.7.3/etcd3 -> 4.0.0/etcd3: moves between etcd major versions are not supported yet"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var cur *versionfile.Pair
+			if tc.current != "" {
+				cur = pairPtr(tc.current)
+			}
+			got, err := steps.Plan(cur, versionfile.MustPair(tc.target), mustBundled(t, tc.bundled))
+			if tc.wantErr != nil {
+				if err == nil {
+					t.Fatalf("Plan = %v, want error", got)
+				}
+				if got != nil {
+					t.Errorf("Plan returned steps %v with an error", got)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				if is := errors.Is(err, steps.ErrNotSupported); is != tc.notSupp {
+					t.Errorf("errors.Is(err, ErrNotSupported) = %v, want %v (err %q)", is, tc.notSupp, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Plan: %v", err)
+			}
+			var texts []string
+			for _, s := range got {
+				texts = append(texts, stepText(s))
+			}
+			if strings.Join(texts, "\n") != strings.Join(tc.want, "\n") || len(got) != len(tc.want) {
+				t.Errorf("Plan =\n  %s\nwant\n  %s", strings.Join(texts, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+			// Steps chain: each step starts where the previous ended.
+			for i := 1; i < len(got); i++ {
+				if !got[i].From.Equal(got[i-1].To) {
+					t.Errorf("step %d From %s != step %d To %s", i+1, got[i].From, i, got[i-1].To)
+				}
+			}
+			if len(got) > 0 && !got[len(got)-1].To.Equal(versionfile.MustPair(tc.target)) {
+				t.Errorf("last step ends at %s, want %s", got[len(got)-1].To, tc.target)
+			}
+		})
+	}
+}
+
+func TestPlanDoesNotReorderBundled(t *testing.T) {
+	// Plan must not depend on (or change) the order of the bundled slice.
+	b := []*version.Version{
+		versionfile.MustVersion("3.7.3"), versionfile.MustVersion("3.5.35"),
+		versionfile.MustVersion("3.6.16"), versionfile.MustVersion("3.5.1"),
+	}
+	got, err := steps.Plan(pairPtr("3.4.13/etcd3"), versionfile.MustPair("3.7.3/etcd3"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, s := range got {
+		texts = append(texts, stepText(s))
+	}
+	want := "upgrade-minor 3.4.13/etcd3->3.5.35/etcd3,upgrade-minor 3.5.35/etcd3->3.6.16/etcd3,upgrade-minor 3.6.16/etcd3->3.7.3/etcd3"
+	if strings.Join(texts, ",") != want {
+		t.Errorf("Plan = %v, want %s", texts, want)
+	}
+	if b[0].String() != "3.7.3" || b[3].String() != "3.5.1" {
+		t.Errorf("Plan reordered the bundled slice: %v", b)
+	}
+	_, err = steps.Plan(nil, versionfile.MustPair("3.8.0/etcd3"), b)
+	if err == nil || !strings.Contains(err.Error(), "(bundled: 3.5.1, 3.5.35, 3.6.16, 3.7.3)") {
+		t.Errorf("error %v does not list the bundled versions sorted", err)
+	}
+	if b[0].String() != "3.7.3" {
+		t.Errorf("error formatting reordered the bundled slice: %v", b)
+	}
+	_, err = steps.Plan(nil, versionfile.MustPair("3.8.0/etcd3"), nil)
+	if err == nil || !strings.Contains(err.Error(), "(bundled: none)") {
+		t.Errorf("error %v does not say bundled: none", err)
+	}
+}
+
+func TestParseBundled(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+	}{
+		{"3.4.13,3.5.35,3.6.16,3.7.3", "3.4.13 3.5.35 3.6.16 3.7.3"},
+		{"3.4.13 3.5.35 3.6.16", "3.4.13 3.5.35 3.6.16"},
+		{"3.4.13, 3.5.35 3.6.16", "3.4.13 3.5.35 3.6.16"},
+		{" ,3.7.3,,\t3.4.13\n3.10.0 , 3.5.35, ", "3.4.13 3.5.35 3.7.3 3.10.0"},
+		{"3.7.3,3.4.13,3.6.16,3.5.35", "3.4.13 3.5.35 3.6.16 3.7.3"},
+		{"3.5.35,3.5.1,3.5.2", "3.5.1 3.5.2 3.5.35"},
+		{"3.5.35", "3.5.35"},
+	}
+	for _, tc := range tests {
+		got, err := steps.ParseBundled(tc.in)
+		if err != nil {
+			t.Errorf("ParseBundled(%q): %v", tc.in, err)
+			continue
+		}
+		var s []string
+		for _, v := range got {
+			s = append(s, v.String())
+		}
+		if strings.Join(s, " ") != tc.want {
+			t.Errorf("ParseBundled(%q) = %v, want %s", tc.in, s, tc.want)
+		}
+	}
+}
+
+func TestParseBundledErrors(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+	}{
+		{"", "no bundled versions: set BUNDLED_VERSIONS or --bundled-versions, e.g. 3.4.13,3.5.35"},
+		{" , ,\t\n", "no bundled versions"},
+		{"3.4.13,3.5", `bundled versions "3.4.13,3.5": invalid etcd version "3.5": want major.minor.patch`},
+		{"3.4.13 v3.5.35", `invalid etcd version "v3.5.35"`},
+		{"3.4.13;3.5.35", `invalid etcd version "3.4.13;3.5.35"`},
+		{"3.5.35-rc.0", `invalid etcd version "3.5.35-rc.0"`},
+	}
+	for _, tc := range tests {
+		got, err := steps.ParseBundled(tc.in)
+		if err == nil {
+			t.Errorf("ParseBundled(%q) = %v, want error", tc.in, got)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseBundled(%q) error = %q, want it to contain %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestStepString(t *testing.T) {
+	tests := []struct {
+		s    steps.Step
+		want string
+	}{
+		{steps.Step{Kind: steps.KindUpgradeMinor, From: versionfile.MustPair("3.4.13/etcd3"), To: versionfile.MustPair("3.5.35/etcd3")},
+			"upgrade-minor 3.4.13/etcd3 -> 3.5.35/etcd3 (run etcd-3.5.35)"},
+		{steps.Step{Kind: steps.KindWriteVersion, From: versionfile.MustPair("3.7.0/etcd3"), To: versionfile.MustPair("3.7.3/etcd3")},
+			"write-version 3.7.0/etcd3 -> 3.7.3/etcd3"},
+		{steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.7.3/etcd3")},
+			"write-version <none> -> 3.7.3/etcd3"},
+	}
+	for _, tc := range tests {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("String() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestBinariesFor(t *testing.T) {
+	up := steps.Step{Kind: steps.KindUpgradeMinor, From: versionfile.MustPair("3.4.13/etcd3"), To: versionfile.MustPair("3.5.35/etcd3")}
+	got := steps.BinariesFor("/usr/local/bin", up)
+	if len(got) != 1 || got[0] != filepath.Join("/usr/local/bin", "etcd-3.5.35") {
+		t.Errorf("BinariesFor(upgrade) = %v, want [/usr/local/bin/etcd-3.5.35]", got)
+	}
+	wv := steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.5.35/etcd3")}
+	if got := steps.BinariesFor("/usr/local/bin", wv); len(got) != 0 {
+		t.Errorf("BinariesFor(write-version) = %v, want none", got)
+	}
+}
