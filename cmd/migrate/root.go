@@ -215,6 +215,11 @@ then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
 				return err
 			}
 			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
+			if r.exec {
+				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
+					return err
+				}
+			}
 			lk, err := r.cfg.Run(cmd.Context())
 			if err != nil {
 				return err

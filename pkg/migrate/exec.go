@@ -1,6 +1,9 @@
 package migrate
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
@@ -18,11 +21,49 @@ func EtcdArgs(dataDir string, userArgs []string) []string {
 	return append(append([]string(nil), userArgs...), "--data-dir="+dataDir)
 }
 
+// etcdDataDir is the data dir etcd will serve given its args and environment, "" when
+// neither sets one.
+func etcdDataDir(userArgs []string, getenv func(string) string) (dir, source string) {
+	for i, a := range userArgs {
+		for _, f := range []string{"--data-dir", "-data-dir"} {
+			if v, ok := strings.CutPrefix(a, f+"="); ok {
+				return v, f + " after --"
+			}
+			if a == f && i+1 < len(userArgs) {
+				return userArgs[i+1], f + " after --"
+			}
+		}
+	}
+	if v := getenv("ETCD_DATA_DIR"); v != "" {
+		return v, "ETCD_DATA_DIR"
+	}
+	return "", ""
+}
+
+// CheckExecArgs refuses, before anything is migrated, an etcd command line that
+// would serve another data dir than the one migrated.
+func (c *Config) CheckExecArgs(userArgs []string, getenv func(string) string) error {
+	dir, source := etcdDataDir(userArgs, getenv)
+	if dir == "" || sameDir(dir, c.DataDir) {
+		return nil
+	}
+	return inputErr(fmt.Errorf("etcd would serve data dir %s (%s) but the data dir to migrate is %s (--data-dir/DATA_DIRECTORY): make them the same", dir, source, c.DataDir))
+}
+
+func sameDir(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
+}
+
 // Exec hands the process over to the target etcd. The data dir lock passes to it, so
 // no other migrator can change the data while it serves.
 func (c *Config) Exec(lk *lock.Lock, userArgs []string) error {
 	bin := steps.EtcdBinary(c.BinDir, c.Target.Version)
-	args := EtcdArgs(c.DataDir, userArgs)
+	args := userArgs
+	if dir, _ := etcdDataDir(userArgs, os.Getenv); dir == "" {
+		args = EtcdArgs(c.DataDir, userArgs)
+	}
 	if err := lk.KeepAcrossExec(); err != nil {
 		c.Logger.Warn("lock will not pass to etcd", "lock", lk.Path(), "err", err)
 	}

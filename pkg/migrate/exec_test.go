@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,37 @@ func TestEtcdArgsDoesNotAliasUserArgs(t *testing.T) {
 	}
 	if spare := user[:2][1]; spare != "" {
 		t.Errorf("EtcdArgs wrote %q into the user's spare capacity", spare)
+	}
+}
+
+func TestCheckExecArgs(t *testing.T) {
+	c := &Config{DataDir: "/var/etcd/data"}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string // "" = accepted
+	}{
+		{nil, nil, ""},
+		{[]string{"--data-dir=/var/etcd/data"}, nil, ""},
+		{[]string{"--data-dir", "/var/etcd/data/"}, nil, ""},
+		{nil, map[string]string{"ETCD_DATA_DIR": "/var/etcd/data"}, ""},
+		{[]string{"--data-dir=/other"}, nil, "etcd would serve data dir /other (--data-dir after --) but the data dir to migrate is /var/etcd/data (--data-dir/DATA_DIRECTORY): make them the same"},
+		{[]string{"-data-dir", "/other"}, nil, "etcd would serve data dir /other (-data-dir after --)"},
+		{nil, map[string]string{"ETCD_DATA_DIR": "/other"}, "etcd would serve data dir /other (ETCD_DATA_DIR)"},
+	}
+	for _, tc := range tests {
+		err := c.CheckExecArgs(tc.args, env(tc.env))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q %v: unexpected error %v", tc.args, tc.env, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q %v: error %v, want %q", tc.args, tc.env, err, tc.want)
+		case err != nil:
+			var ie *InputError
+			if !errors.As(err, &ie) {
+				t.Errorf("%q: not an InputError (exit 2): %T", tc.args, err)
+			}
+		}
 	}
 }

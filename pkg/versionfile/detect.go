@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-semver/semver"
+	"github.com/hashicorp/go-version"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 )
@@ -172,7 +173,10 @@ func (s State) CheckAgainst(p Pair) error {
 		}
 		return nil
 	}
-	dv := MustVersion(minor + ".0")
+	dv, err := version.NewVersion(minor + ".0")
+	if err != nil {
+		return contradiction("the backend's recorded version cannot be parsed")
+	}
 	switch c := CompareMinor(dv, p.Version); {
 	case c < 0 && s.StorageVersion != "":
 		return contradiction("the backend's storage version is older than version.txt")
@@ -191,6 +195,10 @@ func FromState(s State) (Pair, error) {
 	case s.StorageVersion == "" && s.ClusterVersion == "":
 		return Pair{}, fmt.Errorf("detected %s, which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt", s)
 	}
-	minor, _ := s.MinorFromData()
-	return Pair{Version: MustVersion(minor + ".0"), Storage: StorageEtcd3}, nil
+	minor, ok := s.MinorFromData()
+	v, err := version.NewVersion(minor + ".0")
+	if !ok || err != nil {
+		return Pair{}, fmt.Errorf("detected %s, whose recorded version cannot be parsed: write version.txt naming the version that last served it, e.g. echo 3.5.35/etcd3 > version.txt", s)
+	}
+	return Pair{Version: v, Storage: StorageEtcd3}, nil
 }

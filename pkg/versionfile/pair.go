@@ -97,6 +97,9 @@ func MustPair(s string) Pair {
 }
 
 func (p Pair) validate() error {
+	if p.Version == nil {
+		return fmt.Errorf("invalid version pair: no version")
+	}
 	if p.Major() < 2 {
 		return fmt.Errorf("invalid version pair %q: etcd versions start at 2.0.0", p.String())
 	}
