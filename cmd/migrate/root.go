@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -153,19 +154,21 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 		return bad("--log-format %q: use text or json", o.logFormat)
 	}
 	r.cfg = migrate.Config{
-		DataDir:                  dataDir,
-		BinDir:                   o.binDir,
-		Target:                   target,
-		Bundled:                  bundled,
-		Name:                     name,
-		InitialCluster:           orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), name+"="+peerURL),
-		ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), peerURL),
-		InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), peerURL),
-		ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
-		ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
-		ReadyTimeout:             o.readyTimeout,
-		StopTimeout:              o.stopTimeout,
-		MoveBinaries:             getenv("DO_NOT_MOVE_BINARIES") != "true",
+		DataDir: dataDir,
+		BinDir:  o.binDir,
+		Target:  target,
+		Bundled: bundled,
+		Member: etcdproc.Member{
+			Name:                     name,
+			InitialCluster:           orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), name+"="+peerURL),
+			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), peerURL),
+			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), peerURL),
+			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
+			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
+		},
+		ReadyTimeout: o.readyTimeout,
+		StopTimeout:  o.stopTimeout,
+		MoveBinaries: getenv("DO_NOT_MOVE_BINARIES") != "true",
 	}
 	if strings.Contains(r.cfg.ClientURL, ",") {
 		return bad("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)

@@ -21,12 +21,9 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
-// Config says which etcd to run on which data and where it listens.
-type Config struct {
-	Binary  string           // path of etcd-<Version>
-	Version *version.Version // version of Binary
-	DataDir string
-	Name    string
+// Member is the identity and the private URLs every step's etcd runs with.
+type Member struct {
+	Name string
 	// ClientURL is the single private client URL; it must be loopback.
 	ClientURL                string
 	ListenPeerURLs           string
@@ -34,6 +31,14 @@ type Config struct {
 	InitialCluster           string
 	// ExtraArgs go last on the command line (ETCD_CREDS, e.g. peer TLS flags).
 	ExtraArgs []string
+}
+
+// Config says which etcd to run on which data and where it listens.
+type Config struct {
+	Member
+	Binary  string           // path of etcd-<Version>
+	Version *version.Version // version of Binary
+	DataDir string
 	// SnapshotCount is passed as --snapshot-count: small, so the step can make etcd
 	// save a snapshot with a couple of writes.
 	SnapshotCount int

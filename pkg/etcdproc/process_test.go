@@ -12,9 +12,10 @@ import (
 
 func TestArgs(t *testing.T) {
 	base := Config{
-		Version: versionfile.MustVersion("3.7.3"), DataDir: "/d", Name: "m", ClientURL: "http://127.0.0.1:1",
-		ListenPeerURLs: "http://localhost:2", InitialAdvertisePeerURLs: "http://localhost:2",
-		InitialCluster: "m=http://localhost:2", SnapshotCount: 1, ExtraArgs: []string{"--peer-auto-tls"},
+		Member: Member{Name: "m", ClientURL: "http://127.0.0.1:1",
+			ListenPeerURLs: "http://localhost:2", InitialAdvertisePeerURLs: "http://localhost:2",
+			InitialCluster: "m=http://localhost:2", ExtraArgs: []string{"--peer-auto-tls"}},
+		Version: versionfile.MustVersion("3.7.3"), DataDir: "/d", SnapshotCount: 1,
 	}
 	args := base.Args()
 	for _, want := range []string{"--name=m", "--data-dir=/d", "--listen-client-urls=http://127.0.0.1:1", "--snapshot-count=1", "--heartbeat-interval=10", "--election-timeout=100"} {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -30,14 +31,9 @@ type Config struct {
 	Target  versionfile.Pair
 	Bundled []*version.Version
 
-	Name                     string
-	InitialCluster           string
-	ListenPeerURLs           string
-	InitialAdvertisePeerURLs string
-	// ClientURL is the private, loopback-only client URL the steps' etcd serves.
-	ClientURL string
-	// ExtraArgs are added to every etcd the steps start (ETCD_CREDS).
-	ExtraArgs []string
+	// Member is the identity and the private, loopback-only URLs of the steps' etcd;
+	// its ExtraArgs (ETCD_CREDS) go to every etcd a step starts.
+	etcdproc.Member
 
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
@@ -160,9 +156,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		return nil, inputErr(err)
 	}
 	ex := &steps.Executor{
-		DataDir: c.DataDir, BinDir: c.BinDir, Name: c.Name, ClientURL: c.ClientURL,
-		ListenPeerURLs: c.ListenPeerURLs, InitialAdvertisePeerURLs: c.InitialAdvertisePeerURLs,
-		InitialCluster: c.InitialCluster, ExtraArgs: c.ExtraArgs,
+		DataDir: c.DataDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 	}
 	for i, s := range plan {

@@ -18,13 +18,8 @@ import (
 type Executor struct {
 	DataDir string
 	BinDir  string
-	// Member identity and private URLs for the step's etcd.
-	Name                     string
-	ClientURL                string
-	ListenPeerURLs           string
-	InitialAdvertisePeerURLs string
-	InitialCluster           string
-	ExtraArgs                []string
+	// Member is the identity and private URLs of the steps' etcd.
+	Member etcdproc.Member
 	// ReadyTimeout bounds one step's wait for etcd to take over the data.
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the graceful stop before SIGKILL.
@@ -73,18 +68,13 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 
 func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
 	return etcdproc.Config{
-		Binary:                   EtcdBinary(e.BinDir, v),
-		Version:                  v,
-		DataDir:                  e.DataDir,
-		Name:                     e.Name,
-		ClientURL:                e.ClientURL,
-		ListenPeerURLs:           e.ListenPeerURLs,
-		InitialAdvertisePeerURLs: e.InitialAdvertisePeerURLs,
-		InitialCluster:           e.InitialCluster,
-		ExtraArgs:                e.ExtraArgs,
-		SnapshotCount:            1,
-		StopTimeout:              e.StopTimeout,
-		Logger:                   e.Logger.With("step", string(KindUpgradeMinor), "etcd", v.String()),
+		Member:        e.Member,
+		Binary:        EtcdBinary(e.BinDir, v),
+		Version:       v,
+		DataDir:       e.DataDir,
+		SnapshotCount: 1,
+		StopTimeout:   e.StopTimeout,
+		Logger:        e.Logger.With("step", string(KindUpgradeMinor), "etcd", v.String()),
 	}
 }
 

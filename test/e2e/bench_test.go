@@ -116,10 +116,11 @@ func bareStartToReady(b *testing.B, binDir, v, dataDir string) float64 {
 	port, peer := etcdtest.FreePort(b), etcdtest.FreePort(b)
 	cfg := etcdproc.Config{
 		Binary: filepath.Join(binDir, "etcd-"+v), Version: versionfile.MustVersion(v), DataDir: dataDir,
-		Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-		ListenPeerURLs: fmt.Sprintf("http://127.0.0.1:%d", peer), InitialAdvertisePeerURLs: "http://localhost:2380",
-		InitialCluster: "etcd-member=http://localhost:2380", SnapshotCount: 10000,
-		StopTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Member: etcdproc.Member{Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
+			ListenPeerURLs: fmt.Sprintf("http://127.0.0.1:%d", peer), InitialAdvertisePeerURLs: "http://localhost:2380",
+			InitialCluster: "etcd-member=http://localhost:2380"},
+		SnapshotCount: 10000,
+		StopTimeout:   10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
