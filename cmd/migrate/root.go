@@ -146,6 +146,8 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 		}
 		return v
 	}
+	prefix := strings.TrimSuffix(pick("etcd-data-prefix", "ETCD_DATA_PREFIX"), "/")
+	ttlKeysDir := orDefault(pick("ttl-keys-directory", "TTL_KEYS_DIRECTORY"), prefix+"/events")
 	level, err := parseLevel(o.logLevel)
 	if err != nil {
 		return bad("%w", err)
@@ -166,6 +168,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
 			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
 		},
+		TTLKeysDir:   ttlKeysDir,
 		ReadyTimeout: o.readyTimeout,
 		StopTimeout:  o.stopTimeout,
 		MoveBinaries: getenv("DO_NOT_MOVE_BINARIES") != "true",

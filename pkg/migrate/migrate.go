@@ -21,6 +21,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -37,6 +38,10 @@ type Config struct {
 
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
+
+	// TTLKeysDir (default <prefix>/events): keys below it without a v2 TTL get a
+	// one-hour lease when the v2 store is converted.
+	TTLKeysDir string
 
 	// MoveBinaries copies etcd-<target>/etcdctl-<target> to etcd/etcdctl in BinDir
 	// (what the Kubernetes image does unless DO_NOT_MOVE_BINARIES=true).
@@ -91,9 +96,8 @@ func Inspect(dataDir string) (Status, error) {
 	case err == nil:
 		st.VersionFile = &p
 		if detected.Empty {
-			// version.txt without data: a data dir that only ever had the
-			// target written (an empty dir migrated before).
-			st.Current = &p
+			// version.txt without data (an empty dir migrated before): there is
+			// nothing to move, whatever it names.
 			return st, nil
 		}
 		if err := detected.CheckAgainst(p); err != nil {
@@ -146,6 +150,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		}
 	}()
 	start := time.Now()
+	if err := c.recoverConversion(); err != nil {
+		return nil, err
+	}
 	st, plan, err := c.Plan()
 	if err != nil {
 		return nil, err
@@ -158,6 +165,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	ex := &steps.Executor{
 		DataDir: c.DataDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
+		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour,
 	}
 	for i, s := range plan {
 		if err := ex.Run(ctx, s); err != nil {
@@ -179,6 +187,21 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	log.Info("migration done", "version_txt", c.Target.String(), "steps", len(plan), "duration_ms", time.Since(start).Milliseconds())
 	ok = true
 	return lk, nil
+}
+
+// recoverConversion undoes an etcd2 -> etcd3 conversion that a crash interrupted
+// before version.txt recorded it, so the data is etcd2 again and converts anew.
+func (c *Config) recoverConversion() error {
+	p, err := versionfile.Read(c.DataDir)
+	recordedEtcd2 := err != nil || p.Storage == versionfile.StorageEtcd2
+	recovered, err := v2tov3.Recover(c.DataDir, recordedEtcd2)
+	if err != nil {
+		return err
+	}
+	if recovered {
+		c.Logger.Warn("found an interrupted etcd2 -> etcd3 conversion and put the data back as version.txt records it", "data_dir", c.DataDir, "etcd2_restored", recordedEtcd2)
+	}
+	return nil
 }
 
 // preflight checks what the plan needs before anything is touched: every binary it

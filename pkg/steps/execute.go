@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-version"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -24,7 +26,11 @@ type Executor struct {
 	ReadyTimeout time.Duration
 	// StopTimeout bounds the graceful stop before SIGKILL.
 	StopTimeout time.Duration
-	Logger      *slog.Logger
+	// TTLKeysDir: keys below it without a v2 TTL get a lease of DefaultTTL when the
+	// v2 store is converted (what the Kubernetes migration did for events).
+	TTLKeysDir string
+	DefaultTTL time.Duration
+	Logger     *slog.Logger
 }
 
 // EtcdBinary is the path of the bundled etcd of version v.
@@ -34,7 +40,7 @@ func EtcdBinary(binDir string, v *version.Version) string {
 
 // BinariesFor lists the binaries a step runs (none for write-version).
 func BinariesFor(binDir string, s Step) []string {
-	if s.Kind == KindUpgradeMinor {
+	if s.Kind == KindUpgradeMinor || s.Kind == KindV2ToV3 {
 		return []string{EtcdBinary(binDir, s.To.Version)}
 	}
 	return nil
@@ -51,7 +57,13 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
 	case KindUpgradeMinor:
-		t, err := e.upgradeMinor(ctx, s)
+		t, err := e.runEtcd(ctx, s)
+		if err != nil {
+			return err
+		}
+		attrs = append(attrs, t...)
+	case KindV2ToV3:
+		t, err := e.v2ToV3(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -61,6 +73,12 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 	}
 	if err := versionfile.Write(e.DataDir, s.To); err != nil {
 		return err
+	}
+	if s.Kind == KindV2ToV3 {
+		// Only now that version.txt says etcd3 may the original etcd2 member dir go.
+		if err := v2tov3.Cleanup(e.DataDir); err != nil {
+			return err
+		}
 	}
 	e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
 	return nil
@@ -78,11 +96,38 @@ func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
 	}
 }
 
-// upgradeMinor runs etcd-<To> until the cluster (3.6+: and storage) version is at
+// v2ToV3 converts the v2 store offline, then runs etcd-<To> on the result like an
+// upgrade step, so a real server has taken over the data (and restored its leases)
+// before version.txt records etcd3.
+func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
+	start := time.Now()
+	res, err := v2tov3.Convert(v2tov3.Options{
+		DataDir:        e.DataDir,
+		ClusterVersion: versionfile.MinorString(s.To.Version) + ".0",
+		Name:           e.Member.Name,
+		PeerURLs:       strings.Split(e.Member.InitialAdvertisePeerURLs, ","),
+		InitialCluster: e.Member.InitialCluster,
+		TTLKeysDir:     e.TTLKeysDir,
+		DefaultTTL:     e.DefaultTTL,
+		Now:            time.Now,
+		Logger:         e.Logger.With("step", string(s.Kind)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	convertMs := time.Since(start).Milliseconds()
+	t, err := e.runEtcd(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return append(t, "keys", res.Keys, "leases", res.Leases, "expired_skipped", res.Expired, "digest", res.Digest, "convert_ms", convertMs), nil
+}
+
+// runEtcd runs etcd-<To> until the cluster (3.6+: and storage) version is at
 // its minor, a write has committed and a snapshot covers everything applied so far;
 // then stops it gracefully.
 // It returns the step's timings as log attributes.
-func (e *Executor) upgradeMinor(ctx context.Context, s Step) (timings []any, err error) {
+func (e *Executor) runEtcd(ctx context.Context, s Step) (timings []any, err error) {
 	log := e.Logger.With("step", string(s.Kind), "etcd", s.To.Version.String())
 	start := time.Now()
 	p, err := etcdproc.Start(e.procConfig(s.To.Version))

@@ -23,6 +23,9 @@ const (
 	// KindUpgradeMinor runs etcd of the next minor on the data until the cluster (and
 	// from 3.6 the storage) version moved to that minor and a snapshot covers it.
 	KindUpgradeMinor Kind = "upgrade-minor"
+	// KindV2ToV3 converts the v2 store into the v3 keyspace offline (pkg/v2tov3),
+	// then runs etcd of To on the result like an upgrade step.
+	KindV2ToV3 Kind = "v2-to-v3"
 )
 
 // Step is one planned move; To is what version.txt records after it.
@@ -36,6 +39,8 @@ func (s Step) String() string {
 	switch s.Kind {
 	case KindUpgradeMinor:
 		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
+	case KindV2ToV3:
+		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	default:
 		return fmt.Sprintf("%s %s -> %s", s.Kind, s.From, s.To)
 	}
@@ -56,11 +61,23 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		return []Step{{Kind: KindWriteVersion, To: target}}, nil
 	}
 	cur := *current
-	if cur.Storage == versionfile.StorageEtcd2 || target.Storage == versionfile.StorageEtcd2 {
-		if cur.Equal(target) {
+	if target.Storage == versionfile.StorageEtcd2 {
+		switch {
+		case cur.Equal(target):
 			return nil, nil
+		case cur.Storage == versionfile.StorageEtcd2 && versionfile.CompareMinor(cur.Version, target.Version) == 0:
+			return []Step{{Kind: KindWriteVersion, From: cur, To: target}}, nil
 		}
-		return nil, fmt.Errorf("%s -> %s: etcd2 storage is %w; today only etcd3 -> etcd3 upgrades are planned", cur, target, ErrNotSupported)
+		return nil, fmt.Errorf("%s -> %s: moves to etcd2 storage are %w; keep TARGET_STORAGE=etcd3", cur, target, ErrNotSupported)
+	}
+	var steps []Step
+	if cur.Storage == versionfile.StorageEtcd2 {
+		conv, err := conversionStep(cur, target, bundled)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, conv)
+		cur = conv.To
 	}
 	if cur.Major() != target.Major() {
 		return nil, fmt.Errorf("%s -> %s: moves between etcd major versions are %w", cur, target, ErrNotSupported)
@@ -68,14 +85,13 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 	switch versionfile.CompareMinor(cur.Version, target.Version) {
 	case 0:
 		if cur.Equal(target) {
-			return nil, nil
+			return steps, nil
 		}
 		// Patch releases of one minor share their data format.
-		return []Step{{Kind: KindWriteVersion, From: cur, To: target}}, nil
+		return append(steps, Step{Kind: KindWriteVersion, From: cur, To: target}), nil
 	case 1:
 		return nil, fmt.Errorf("%s -> %s: rollbacks are %w; today only upgrades are planned (keep TARGET_VERSION at %s or newer)", cur, target, ErrNotSupported, cur.MinorString())
 	}
-	var steps []Step
 	from := cur
 	for minor := cur.Minor() + 1; minor <= target.Minor(); minor++ {
 		var v *version.Version
@@ -92,6 +108,24 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		from = to
 	}
 	return steps, nil
+}
+
+// conversionStep plans the v2 -> v3 conversion of etcd2 data at cur: it happens at
+// the newest bundled release of cur's minor, which then serves the converted data.
+// etcd2 data older than every bundled minor would first need upgrades in etcd2 mode
+// through binaries of each minor in between.
+func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (Step, error) {
+	if versionfile.CompareMinor(target.Version, cur.Version) < 0 {
+		return Step{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
+	}
+	v := newestOfMinor(bundled, cur.Major(), cur.Minor())
+	if v == nil {
+		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the etcd minor that last wrote it and no etcd %s.x is bundled (bundled: %s); upgrading etcd2 data in etcd2 mode up to a bundled minor is %w", cur, target, cur.MinorString(), joinVersions(bundled), ErrNotSupported)
+	}
+	if cur.Major() < 3 {
+		return Step{}, fmt.Errorf("%s -> %s: etcd2 data from etcd %d.x must first be upgraded in etcd2 mode, which is %w (bundle etcd 3.x binaries down to %s)", cur, target, cur.Major(), ErrNotSupported, cur.MinorString())
+	}
+	return Step{Kind: KindV2ToV3, From: cur, To: versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}}, nil
 }
 
 func containsVersion(vs []*version.Version, v *version.Version) bool {

@@ -72,6 +72,10 @@ func (s State) String() string {
 	return "etcd3 data (" + strings.Join(parts, ", ") + ")"
 }
 
+// ConversionWorkDir is the etcd2 -> etcd3 conversion's scratch dir in the data dir
+// (pkg/v2tov3); it may hold the original member dir until version.txt says etcd3.
+const ConversionWorkDir = ".migrate-v2tov3"
+
 // Paths inside a data dir, as etcd lays them out.
 func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
 func WALDir(dataDir string) string      { return filepath.Join(dataDir, "member", "wal") }
@@ -87,12 +91,14 @@ func Detect(dataDir string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("read data dir %s: %w", dataDir, err)
 	}
-	hasMember := false
+	hasMember, hasWork := false, false
 	var other []string
 	for _, e := range entries {
 		switch e.Name() {
 		case "member":
 			hasMember = true
+		case ConversionWorkDir:
+			hasWork = true
 		case FileName, "lost+found":
 		default:
 			if !strings.HasPrefix(e.Name(), "."+FileName+".tmp-") {
@@ -101,6 +107,9 @@ func Detect(dataDir string) (State, error) {
 		}
 	}
 	if !hasMember {
+		if hasWork {
+			return State{}, fmt.Errorf("data dir %s has no member dir but %s holds an interrupted etcd2 -> etcd3 conversion: rerun migrate, which restores the original member dir first", dataDir, ConversionWorkDir)
+		}
 		if len(other) > 0 {
 			return State{}, fmt.Errorf("data dir %s holds %q but no etcd member directory: point --data-dir at an etcd data dir or an empty dir", dataDir, other[0])
 		}

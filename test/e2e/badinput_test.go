@@ -77,9 +77,9 @@ func TestBadInput(t *testing.T) {
 		{"rollback not supported yet", func(t *testing.T, d string) setup {
 			return setup{dataDir: etcdtest.CopyDir(t, walked), args: []string{"--target-version=3.6.16"}}
 		}, 2, "3.7.3/etcd3 -> 3.6.16/etcd3: rollbacks are not supported yet"},
-		{"etcd2 not supported yet", func(t *testing.T, d string) setup {
+		{"etcd3 to etcd2 not supported yet", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-storage=etcd2", "--target-version=3.4.13"}}
-		}, 2, "etcd2 storage is not supported yet"},
+		}, 2, "3.4.13/etcd3 -> 3.4.13/etcd2: moves to etcd2 storage are not supported yet"},
 		{"missing binary", func(t *testing.T, d string) setup {
 			fake := fakeBinDir(t, binDir, func(dir string) { os.Remove(dir + "/etcd-3.6.16") })
 			return setup{dataDir: d, args: []string{"--bin-dir=" + fake}}
