@@ -1,7 +1,6 @@
 package v2tov3
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -40,8 +39,8 @@ func swap(dataDir, work string) error {
 // only the work dir is removed.
 func Recover(dataDir string, recordedEtcd2 bool) (recovered bool, err error) {
 	work := filepath.Join(dataDir, WorkDirName)
-	if _, err := os.Stat(work); errors.Is(err, os.ErrNotExist) {
-		return false, nil
+	if fi, err := os.Stat(work); err != nil || !fi.IsDir() {
+		return false, nil // nothing interrupted (or no data dir: Inspect reports it)
 	}
 	member := filepath.Join(dataDir, "member")
 	old := filepath.Join(work, oldMemberName)
