@@ -61,6 +61,7 @@ bench: build etcd-binaries
 # Regenerates the committed fixture with the real etcd 3.4.13.
 fixtures: etcd-binaries
 	$(GO) run ./hack/genfixture -bin-dir $(BIN_DIR) -version 3.4.13 -keys 2400 -out testdata/etcd3-3.4.13.tar.gz
+	$(GO) run ./hack/genfixture -bin-dir $(BIN_DIR) -version 3.4.13 -storage etcd2 -keys 300 -out testdata/etcd2-3.4.13.tar.gz
 
 clean:
 	rm -rf $(OUTPUT)

@@ -125,6 +125,9 @@ func Serve(t testing.TB, binDir, version, dataDir string) *Server {
 		"--name=etcd-member", "--data-dir=" + dataDir,
 		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
+		// Used only when dataDir is empty (a new member); existing data keeps its own.
+		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
+		fmt.Sprintf("--initial-cluster=etcd-member=http://127.0.0.1:%d", peer),
 		"--heartbeat-interval=10", "--election-timeout=100",
 	}
 	if strings.HasPrefix(version, "3.4.") {
@@ -192,6 +195,8 @@ type Dump struct {
 	Keys     map[string]KV
 	// Leases maps lease ID to its sorted attached keys.
 	Leases map[int64][]string
+	// LeaseTTL maps lease ID to its granted TTL in seconds.
+	LeaseTTL map[int64]int64
 }
 
 // DumpAll reads every key and lease of the server.
@@ -203,7 +208,7 @@ func (s *Server) DumpAll(t testing.TB) Dump {
 	if err != nil {
 		t.Fatalf("dump: %v", err)
 	}
-	d := Dump{Revision: resp.Header.Revision, Keys: map[string]KV{}, Leases: map[int64][]string{}}
+	d := Dump{Revision: resp.Header.Revision, Keys: map[string]KV{}, Leases: map[int64][]string{}, LeaseTTL: map[int64]int64{}}
 	for _, kv := range resp.Kvs {
 		d.Keys[string(kv.Key)] = KV{Value: string(kv.Value), CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
 	}
@@ -225,6 +230,7 @@ func (s *Server) DumpAll(t testing.TB) Dump {
 		}
 		sort.Strings(keys)
 		d.Leases[int64(l.ID)] = keys
+		d.LeaseTTL[int64(l.ID)] = ttl.GrantedTTL
 	}
 	return d
 }

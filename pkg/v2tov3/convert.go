@@ -6,10 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -65,12 +65,6 @@ type Result struct {
 	AppliedIndex         uint64
 }
 
-// record is one v3 key to write.
-type record struct {
-	kv  mvccpb.KeyValue
-	ttl int64 // lease TTL in seconds, 0 for none
-}
-
 // Convert turns the etcd2 data dir into etcd3 data in place. The original member
 // dir is moved aside only after the new one is complete and verified; the caller
 // records version.txt and then calls Cleanup.
@@ -95,23 +89,23 @@ func Convert(opts Options) (*Result, error) {
 			_ = os.RemoveAll(work)
 		}
 	}()
+	// The v2 store is the bulk of the memory: collect garbage early so the peak
+	// stays near the live store instead of twice it.
+	defer debug.SetGCPercent(debug.SetGCPercent(20))
 	loaded, err := LoadStore(lg, opts.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	res := &Result{SnapshotIndex: loaded.SnapshotIndex, AppliedIndex: loaded.AppliedIndex}
-	recs, leases, err := collect(loaded.Store, opts, res)
-	if err != nil {
-		return nil, err
-	}
-	loaded = nil // the v2 store is no longer needed
-	res.Digest = digest(recs)
 	loadedAt := time.Since(start)
-
 	dbPath := filepath.Join(work, "db")
-	if err := writeBackend(lg, dbPath, recs, leases, opts.ClusterVersion); err != nil {
+	if err := writeBackend(lg, dbPath, loaded.Store, opts, res); err != nil {
 		return nil, err
 	}
+	loaded = nil
+	// The v2 store is garbage now; hand its memory back before the restore and the
+	// read-back map the new backend.
+	debug.FreeOSMemory()
 	out := filepath.Join(work, "out")
 	err = snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        dbPath,
@@ -171,29 +165,80 @@ func refuseV3Keys(dataDir string) error {
 	return nil
 }
 
-// collect turns the v2 keys into v3 records sorted by revision, and the leases
-// (TTL in seconds -> lease ID) they need.
-func collect(st v2store.Store, opts Options, res *Result) ([]record, map[int64]int64, error) {
+// revHash is one written key revision and the hash of its record, for the digest.
+type revHash struct {
+	rev int64
+	sum [sha256.Size]byte
+}
+
+// digestOf combines record hashes in revision order, so the v2 walk (key order) and
+// the backend read-back (revision order) hash alike.
+func digestOf(sums []revHash) string {
+	sort.Slice(sums, func(i, j int) bool { return sums[i].rev < sums[j].rev })
+	h := sha256.New()
+	var n [8]byte
+	for _, s := range sums {
+		binary.BigEndian.PutUint64(n[:], uint64(s.rev))
+		h.Write(n[:])
+		h.Write(s.sum[:])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// recordHash hashes key, value, create and mod revision, version and lease TTL.
+func recordHash(kv *mvccpb.KeyValue, ttl int64) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	for _, f := range [][]byte{kv.Key, kv.Value} {
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	for _, v := range []int64{kv.CreateRevision, kv.ModRevision, kv.Version, ttl} {
+		binary.BigEndian.PutUint64(n[:], uint64(v))
+		h.Write(n[:])
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// batchKeys bounds the keys per backend commit: the dirty pages of one commit stay
+// in memory until it is written.
+const batchKeys = 5000
+
+// writeBackend walks the v2 keys and writes each straight into a new bolt backend
+// with etcd's own schema and revision encoding (no copy of the keyspace is held),
+// plus the leases TTL keys need. It fills res, including the digest.
+func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, res *Result) error {
 	ev, err := st.Get(keysPrefix, true, true)
 	var verr *v2error.Error
 	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
-		return nil, map[int64]int64{}, nil
+		ev, err = &v2store.Event{Node: &v2store.NodeExtern{Key: keysPrefix, Dir: true}}, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read v2 keys: %w", err)
+		return fmt.Errorf("read v2 keys: %w", err)
 	}
 	now := opts.Now()
 	ttlDir := strings.TrimSuffix(opts.TTLKeysDir, "/") + "/"
-	leases := map[int64]int64{}
-	leaseFor := func(ttl int64) int64 {
-		id, ok := leases[ttl]
-		if !ok {
-			id = leaseIDBase + int64(len(leases)) + 1
-			leases[ttl] = id
-		}
-		return id
+	leases := map[int64]int64{} // TTL seconds -> lease ID
+
+	be := backend.NewDefaultBackend(lg, path)
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	for _, b := range []backend.Bucket{schema.Key, schema.Meta, schema.Lease, schema.Cluster} {
+		tx.UnsafeCreateBucket(b)
 	}
-	var recs []record
+	if opts.ClusterVersion != "" {
+		tx.UnsafePut(schema.Cluster, schema.ClusterClusterVersionKeyName, []byte(opts.ClusterVersion))
+	}
+	// Collect the live keys, then write them in revision order: bolt appends
+	// sequentially (fast, and a compact file) instead of inserting at random.
+	type item struct {
+		n   *v2store.NodeExtern
+		ttl int64
+	}
+	var items []item
 	var walk func(n *v2store.NodeExtern)
 	walk = func(n *v2store.NodeExtern) {
 		if n.Dir {
@@ -205,13 +250,7 @@ func collect(st v2store.Store, opts Options, res *Result) ([]record, map[int64]i
 			}
 			return
 		}
-		key := strings.TrimPrefix(n.Key, keysPrefix)
-		r := record{kv: mvccpb.KeyValue{
-			Key: []byte(key), CreateRevision: int64(n.CreatedIndex), ModRevision: int64(n.ModifiedIndex), Version: 1,
-		}}
-		if n.Value != nil {
-			r.kv.Value = []byte(*n.Value)
-		}
+		var ttl int64
 		switch {
 		case n.Expiration != nil:
 			remaining := n.Expiration.Sub(now)
@@ -220,87 +259,70 @@ func collect(st v2store.Store, opts Options, res *Result) ([]record, map[int64]i
 				return
 			}
 			// Whole seconds, rounded up like the v2 API reports TTLs.
-			r.ttl = int64((remaining + time.Second - 1) / time.Second)
+			ttl = int64((remaining + time.Second - 1) / time.Second)
 			res.TTLKeys++
-		case opts.TTLKeysDir != "" && strings.HasPrefix(key, ttlDir):
-			r.ttl = int64(opts.DefaultTTL / time.Second)
+		case opts.TTLKeysDir != "" && strings.HasPrefix(strings.TrimPrefix(n.Key, keysPrefix), ttlDir):
+			ttl = int64(opts.DefaultTTL / time.Second)
 			res.DefaultTTLs++
 		}
-		if r.ttl > 0 {
-			r.kv.Lease = leaseFor(r.ttl)
-		}
-		recs = append(recs, r)
+		items = append(items, item{n: n, ttl: ttl})
 	}
 	walk(ev.Node)
-	sort.Slice(recs, func(i, j int) bool { return recs[i].kv.ModRevision < recs[j].kv.ModRevision })
-	for i := 1; i < len(recs); i++ {
-		if recs[i].kv.ModRevision == recs[i-1].kv.ModRevision {
-			return nil, nil, fmt.Errorf("v2 keys %q and %q share modifiedIndex %d: the v2 store is inconsistent", recs[i-1].kv.Key, recs[i].kv.Key, recs[i].kv.ModRevision)
+	sort.Slice(items, func(i, j int) bool { return items[i].n.ModifiedIndex < items[j].n.ModifiedIndex })
+	for i := 1; i < len(items); i++ {
+		if items[i].n.ModifiedIndex == items[i-1].n.ModifiedIndex {
+			return fmt.Errorf("v2 keys %q and %q share modifiedIndex %d: the v2 store is inconsistent", items[i-1].n.Key, items[i].n.Key, items[i].n.ModifiedIndex)
 		}
 	}
-	res.Keys = len(recs)
-	res.Leases = len(leases)
-	if len(recs) > 0 {
-		res.MaxRevision = recs[len(recs)-1].kv.ModRevision
-	}
-	return recs, leases, nil
-}
-
-// writeBackend writes the records and leases into a new bolt backend with etcd's
-// own schema and revision encoding.
-func writeBackend(lg *zap.Logger, path string, recs []record, leases map[int64]int64, clusterVersion string) error {
-	be := backend.NewDefaultBackend(lg, path)
-	tx := be.BatchTx()
-	tx.LockOutsideApply()
-	for _, b := range []backend.Bucket{schema.Key, schema.Meta, schema.Lease, schema.Cluster} {
-		tx.UnsafeCreateBucket(b)
-	}
-	if clusterVersion != "" {
-		tx.UnsafePut(schema.Cluster, schema.ClusterClusterVersionKeyName, []byte(clusterVersion))
-	}
-	for ttl, id := range leases {
-		schema.MustUnsafePutLease(tx, &leasepb.Lease{ID: id, TTL: ttl})
-	}
+	sums := make([]revHash, 0, len(items))
 	revBytes := mvcc.NewRevBytes()
-	for i := range recs {
-		revBytes = mvcc.RevToBytes(mvcc.Revision{Main: recs[i].kv.ModRevision}, revBytes)
-		val, err := recs[i].kv.Marshal()
-		if err != nil {
-			tx.Unlock()
-			be.Close()
-			return fmt.Errorf("encode key %q: %w", recs[i].kv.Key, err)
+	var werr error
+	for i, it := range items {
+		kv := mvccpb.KeyValue{
+			Key: []byte(strings.TrimPrefix(it.n.Key, keysPrefix)), CreateRevision: int64(it.n.CreatedIndex),
+			ModRevision: int64(it.n.ModifiedIndex), Version: 1,
 		}
+		if it.n.Value != nil {
+			kv.Value = []byte(*it.n.Value)
+		}
+		if it.ttl > 0 {
+			id, ok := leases[it.ttl]
+			if !ok {
+				id = leaseIDBase + int64(len(leases)) + 1
+				leases[it.ttl] = id
+				schema.MustUnsafePutLease(tx, &leasepb.Lease{ID: id, TTL: it.ttl})
+			}
+			kv.Lease = id
+		}
+		val, err := kv.Marshal()
+		if err != nil {
+			werr = fmt.Errorf("encode key %q: %w", kv.Key, err)
+			break
+		}
+		revBytes = mvcc.RevToBytes(mvcc.Revision{Main: kv.ModRevision}, revBytes)
 		tx.UnsafeSeqPut(schema.Key, revBytes, val)
+		sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(&kv, it.ttl)})
+		if (i+1)%batchKeys == 0 {
+			tx.Unlock()
+			be.ForceCommit()
+			tx.LockOutsideApply()
+		}
+	}
+	res.Keys = len(sums)
+	if len(items) > 0 {
+		res.MaxRevision = int64(items[len(items)-1].n.ModifiedIndex)
 	}
 	tx.Unlock()
 	be.ForceCommit()
-	if err := be.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
+	if err := be.Close(); err != nil && werr == nil {
+		werr = fmt.Errorf("close %s: %w", path, err)
 	}
+	if werr != nil {
+		return werr
+	}
+	res.Leases = len(leases)
+	res.Digest = digestOf(sums)
 	return nil
-}
-
-// digest hashes the records in revision order: key, value, create and mod revision,
-// version and lease TTL.
-func digest(recs []record) string {
-	h := sha256.New()
-	for i := range recs {
-		hashKV(h, &recs[i].kv, recs[i].ttl)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func hashKV(h hash.Hash, kv *mvccpb.KeyValue, ttl int64) {
-	var n [8]byte
-	for _, f := range [][]byte{kv.Key, kv.Value} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
-		h.Write(n[:])
-		h.Write(f)
-	}
-	for _, v := range []int64{kv.CreateRevision, kv.ModRevision, kv.Version, ttl} {
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
 }
 
 type backendSum struct {
@@ -331,11 +353,11 @@ func backendDigest(path string) (backendSum, error) {
 				return err
 			}
 		}
-		h := sha256.New()
 		kb := tx.Bucket(schema.Key.Name())
 		if kb == nil {
 			return fmt.Errorf("no key bucket")
 		}
+		var sums []revHash
 		err := kb.ForEach(func(_, v []byte) error {
 			var kv mvccpb.KeyValue
 			if err := kv.Unmarshal(v); err != nil {
@@ -349,11 +371,11 @@ func backendDigest(path string) (backendSum, error) {
 				}
 				ttl = t
 			}
-			hashKV(h, &kv, ttl)
-			sum.keys++
+			sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(&kv, ttl)})
 			return nil
 		})
-		sum.digest = hex.EncodeToString(h.Sum(nil))
+		sum.keys = len(sums)
+		sum.digest = digestOf(sums)
 		return err
 	})
 	if err != nil {

@@ -1,0 +1,135 @@
+package etcdtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// V2Node is one node of a v2 keyspace as DumpV2 records it.
+type V2Node struct {
+	Value                       string
+	Dir                         bool
+	CreatedIndex, ModifiedIndex uint64
+	// TTL is the seconds left as the server rounds them up (0: no TTL); it can be
+	// 0 or negative for a key that expired but that the leader has not yet swept.
+	TTL int64
+	// Expiration is the absolute expiry time (zero: no TTL). v2 TTLs are absolute
+	// times, so a data dir's TTL keys expire on the wall clock even while no etcd
+	// serves it.
+	Expiration time.Time
+}
+
+// v2JSONNode is a node of the v2 keys API's JSON.
+type v2JSONNode struct {
+	Key           string        `json:"key"`
+	Value         string        `json:"value"`
+	Dir           bool          `json:"dir"`
+	Nodes         []*v2JSONNode `json:"nodes"`
+	CreatedIndex  uint64        `json:"createdIndex"`
+	ModifiedIndex uint64        `json:"modifiedIndex"`
+	TTL           int64         `json:"ttl"`
+	Expiration    *time.Time    `json:"expiration"`
+}
+
+// DumpV2 reads the whole v2 keyspace (GET /v2/keys/?recursive=true&sorted=true)
+// and flattens it: every key and every directory (Dir set) by its full path. The
+// root itself and hidden nodes (names starting with "_", which the v2 API never
+// lists) are not in it.
+func DumpV2(t testing.TB, clientURL string) map[string]V2Node {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Minute}
+	resp, err := hc.Get(clientURL + "/v2/keys/?recursive=true&sorted=true")
+	if err != nil {
+		t.Fatalf("v2 dump: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		t.Fatalf("v2 dump: %s: %s", resp.Status, b)
+	}
+	var body struct {
+		Node v2JSONNode `json:"node"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("v2 dump: decode: %v", err)
+	}
+	out := map[string]V2Node{}
+	var walk func(n *v2JSONNode)
+	walk = func(n *v2JSONNode) {
+		if n.Key != "" {
+			if _, dup := out[n.Key]; dup {
+				t.Fatalf("v2 dump: key %q twice", n.Key)
+			}
+			v := V2Node{Value: n.Value, Dir: n.Dir, CreatedIndex: n.CreatedIndex, ModifiedIndex: n.ModifiedIndex, TTL: n.TTL}
+			if n.Expiration != nil {
+				v.Expiration = *n.Expiration
+			}
+			out[n.Key] = v
+		}
+		for _, c := range n.Nodes {
+			walk(c)
+		}
+	}
+	walk(&body.Node)
+	return out
+}
+
+// ServeV2 is Serve with the v2 API enabled (--enable-v2=true), for etcd2 data on
+// etcd 3.4/3.5: ready once GET /v2/keys/ answers 200. Client is a v3 client as in
+// Serve; the server is stopped at test cleanup.
+func ServeV2(t testing.TB, binDir, version, dataDir string) *Server {
+	t.Helper()
+	port, peer := FreePort(t), FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{
+		"--name=etcd-member", "--data-dir=" + dataDir,
+		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
+		"--heartbeat-interval=10", "--election-timeout=100",
+		"--enable-v2=true",
+	}
+	if strings.HasPrefix(version, "3.4.") {
+		args = append(args, "--logger=zap")
+	}
+	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
+	logs := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Cmd: cmd, ClientURL: url, Log: logs}
+	t.Cleanup(func() { s.Stop() })
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Client = c
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := hc.Get(url + "/v2/keys/")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				hc.CloseIdleConnections()
+				return s
+			}
+			err = fmt.Errorf("GET /v2/keys/: %s", resp.Status)
+		}
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/internal/fixture"
+)
+
+const fixtureEtcd2 = "etcd2-3.4.13.tar.gz"
+
+// v2Baseline serves a copy of an etcd2 data dir with etcd 3.4.13 --enable-v2 and
+// dumps its v2 keyspace.
+func v2Baseline(t *testing.T, binDir, dataDir string) map[string]etcdtest.V2Node {
+	t.Helper()
+	s := etcdtest.ServeV2(t, binDir, "3.4.13", etcdtest.CopyDir(t, dataDir))
+	d := etcdtest.DumpV2(t, s.ClientURL)
+	s.Stop()
+	return d
+}
+
+// compareV2V3 checks the v3 keyspace against the v2 one it was converted from at
+// about convertedAt: every live v2 key is a v3 key with the same value,
+// create_revision = createdIndex, mod_revision = modifiedIndex, version 1; a TTL key
+// has a lease of its remaining TTL, a key under /registry/events without TTL a
+// one-hour lease; an expired key is gone; nothing else exists.
+func compareV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtest.Dump, dumpedAt, convertedAt time.Time) (keys, leased, expired int) {
+	t.Helper()
+	var diffs []string
+	add := func(format string, a ...any) {
+		if len(diffs) < 20 {
+			diffs = append(diffs, fmt.Sprintf(format, a...))
+		}
+	}
+	for k, n := range v2 {
+		if n.Dir {
+			if _, ok := v3.Keys[k]; ok {
+				add("v2 directory %q became a v3 key", k)
+			}
+			continue
+		}
+		got, ok := v3.Keys[k]
+		if !n.Expiration.IsZero() && !n.Expiration.After(convertedAt.Add(-2*time.Second)) {
+			// Expired before (or within a moment of) the conversion.
+			if ok && n.Expiration.Before(convertedAt.Add(-3*time.Second)) {
+				add("expired v2 key %q (expired %v) was resurrected", k, n.Expiration)
+			}
+			expired++
+			continue
+		}
+		if !ok {
+			add("v2 key %q lost", k)
+			continue
+		}
+		keys++
+		if got.Value != n.Value || got.CreateRevision != int64(n.CreatedIndex) || got.ModRevision != int64(n.ModifiedIndex) || got.Version != 1 {
+			add("key %q: v2 created=%d modified=%d len=%d; v3 create=%d mod=%d version=%d len=%d values equal=%v",
+				k, n.CreatedIndex, n.ModifiedIndex, len(n.Value), got.CreateRevision, got.ModRevision, got.Version, len(got.Value), got.Value == n.Value)
+		}
+		granted := v3.LeaseTTL[got.Lease]
+		switch {
+		case !n.Expiration.IsZero():
+			leased++
+			// Remaining TTL at conversion, whole seconds rounded up.
+			want := int64((n.Expiration.Sub(convertedAt) + time.Second - 1) / time.Second)
+			if got.Lease == 0 || granted < want-2 || granted > want+2 {
+				add("TTL key %q: lease %x granted %ds, want about %ds (v2 TTL %d at dump)", k, got.Lease, granted, want, n.TTL)
+			}
+		case strings.HasPrefix(k, "/registry/events/"):
+			leased++
+			if got.Lease == 0 || granted != 3600 {
+				add("event key %q without TTL: lease %x granted %ds, want 3600s", k, got.Lease, granted)
+			}
+		case got.Lease != 0:
+			add("key %q without TTL got lease %x", k, got.Lease)
+		}
+	}
+	for k := range v3.Keys {
+		if n, ok := v2[k]; !ok || n.Dir {
+			add("v3 key %q has no v2 key", k)
+		}
+	}
+	if len(diffs) > 0 {
+		sort.Strings(diffs)
+		t.Fatalf("v3 keyspace differs from the v2 original:\n%s", strings.Join(diffs, "\n"))
+	}
+	return keys, leased, expired
+}
+
+// TestEtcd2WalkTo37 converts a fresh etcd2 data dir (live TTL keys, snapshots and
+// a WAL tail) at 3.4.13 and walks it to 3.7.3: 3.6 must accept the converted data
+// (no v2 content left) and every key, revision and TTL must survive.
+func TestEtcd2WalkTo37(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{})
+	v2 := v2Baseline(t, binDir, dataDir)
+	dumpedAt := time.Now()
+	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
+	convertedAt := time.Now()
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{"kind=v2-to-v3 from=3.4.13/etcd2 version_txt=3.4.13/etcd3", "etcd=3.6.16", "version_txt=3.7.3/etcd3"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
+	v3 := s.DumpAll(t)
+	keys, leased, _ := compareV2V3(t, v2, v3, dumpedAt, convertedAt)
+	if keys < 300 || leased < 30 {
+		t.Fatalf("only %d keys (%d leased) compared; the fixture should have >= 300 (>= 30)", keys, leased)
+	}
+	t.Logf("%d keys, %d leased, identical after 3.4.13/etcd2 -> 3.7.3/etcd3", keys, leased)
+}
+
+// TestEtcd2CommittedFixture converts the committed fixture, whose TTL keys have
+// absolute expiry times in the past: they must not come back.
+func TestEtcd2CommittedFixture(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := etcdtest.ExtractFixture(t, fixtureEtcd2)
+	v2 := v2Baseline(t, binDir, dataDir)
+	dumpedAt := time.Now()
+	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
+	convertedAt := time.Now()
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)
+	keys, _, expired := compareV2V3(t, v2, s.DumpAll(t), dumpedAt, convertedAt)
+	if keys < 300 {
+		t.Fatalf("only %d keys compared", keys)
+	}
+	t.Logf("%d keys converted, %d expired TTL keys not resurrected", keys, expired)
+}
+
+// TestEtcd2InterruptedConversion: the step's etcd fails after the converted member
+// dir was swapped in, so version.txt still says etcd2. A rerun must put the original
+// etcd2 member dir back and convert again, losing nothing.
+func TestEtcd2InterruptedConversion(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{Keys: 100})
+	v2 := v2Baseline(t, binDir, dataDir)
+	dumpedAt := time.Now()
+	r := runMigrate(t, binDir, dataDir, []string{"ETCD_CREDS=--no-such-flag"}, "--target-version=3.4.13", "--exec=false")
+	if r.code != 1 || !strings.Contains(errorLine(t, r), "step 1/1 failed (version.txt records 3.4.13/etcd2; rerun to retry it)") {
+		t.Fatalf("exit %d, want 1 with the step failure:\n%s", r.code, r.stderr)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd2\n" {
+		t.Fatalf("version.txt after the failed step = %q", got)
+	}
+	st := runMigrate(t, binDir, dataDir, nil, "status")
+	if st.code != 0 || !strings.Contains(st.stdout, "version.txt: 3.4.13/etcd2") {
+		t.Fatalf("status: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
+	convertedAt := time.Now()
+	if r.code != 0 || !strings.Contains(r.stderr, "interrupted etcd2 -> etcd3 conversion") {
+		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
+	}
+	s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)
+	keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), dumpedAt, convertedAt)
+	if keys < 100 {
+		t.Fatalf("only %d keys compared", keys)
+	}
+}
