@@ -27,6 +27,9 @@ type State struct {
 	ClusterVersion string
 	// HasTerm: the meta bucket holds the raft term (written by every etcd 3.5+ apply).
 	HasTerm bool
+	// KeyRevisions counts the key bucket's entries: 0 means no v3 key was ever
+	// written (etcd 3.x serving etcd2 data still creates the backend).
+	KeyRevisions int
 }
 
 // MinorFromData is the major.minor the backend shows it was last written by, and
@@ -150,6 +153,9 @@ func readBackend(path string) (State, error) {
 		if cl := tx.Bucket(schema.Cluster.Name()); cl != nil {
 			st.ClusterVersion = string(cl.Get(schema.ClusterClusterVersionKeyName))
 		}
+		if kb := tx.Bucket(schema.Key.Name()); kb != nil {
+			st.KeyRevisions = kb.Stats().KeyN
+		}
 		return nil
 	})
 	if err != nil {
@@ -208,6 +214,11 @@ func FromState(s State) (Pair, error) {
 	v, err := version.NewVersion(minor + ".0")
 	if !ok || err != nil {
 		return Pair{}, fmt.Errorf("detected %s, whose recorded version cannot be parsed: write version.txt naming the version that last served it, e.g. echo 3.5.35/etcd3 > version.txt", s)
+	}
+	if s.KeyRevisions == 0 {
+		// etcd 3.x serving the v2 API writes a backend too: without a v3 key the
+		// data may well be etcd2, and guessing etcd3 would drop the v2 keys.
+		return Pair{}, fmt.Errorf("detected %s without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it (<version>/etcd2 or <version>/etcd3, e.g. 3.4.13/etcd2)", s)
 	}
 	return Pair{Version: v, Storage: StorageEtcd3}, nil
 }

@@ -13,12 +13,12 @@ var (
 	// etcd 3.4 and older record neither version nor term.
 	state34 = State{Storage: StorageEtcd3}
 	// A 3.4-style state as the brief describes it: cluster version, no term.
-	state34CV = State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}
-	state35   = State{Storage: StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true}
+	state34CV = State{Storage: StorageEtcd3, ClusterVersion: "3.4.0", KeyRevisions: 10}
+	state35   = State{Storage: StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true, KeyRevisions: 10}
 	// 3.5 that has applied but not yet decided the cluster version.
 	state35TermOnly = State{Storage: StorageEtcd3, HasTerm: true}
-	state36         = State{Storage: StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true}
-	state37         = State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}
+	state36         = State{Storage: StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true, KeyRevisions: 10}
+	state37         = State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0", KeyRevisions: 10}
 )
 
 func TestStateMinorFromData(t *testing.T) {
@@ -157,9 +157,12 @@ func TestFromState(t *testing.T) {
 	}{
 		{"3.7 data", state37, "3.7.0/etcd3", nil},
 		{"3.6 data", state36, "3.6.0/etcd3", nil},
-		{"storage version wins", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0"}, "3.7.0/etcd3", nil},
+		{"storage version wins", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.0/etcd3", nil},
 		{"3.5 data", state35, "3.5.0/etcd3", nil},
-		{"cluster version with patch", State{Storage: StorageEtcd3, ClusterVersion: "3.5.9"}, "3.5.0/etcd3", nil},
+		{"cluster version with patch", State{Storage: StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.0/etcd3", nil},
+		{"no v3 key: maybe etcd2 served by 3.x", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "", []string{
+			"detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it",
+		}},
 		{"3.4-style cluster version", state34CV, "3.4.0/etcd3", nil},
 		{"etcd2", stateEtcd2, "", []string{
 			"detected etcd2 data (WAL and v2 snapshots, no v3 backend), which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt",
@@ -307,7 +310,7 @@ func TestDamagedBackendVersions(t *testing.T) {
 	for _, st := range []State{
 		{Storage: StorageEtcd3, StorageVersion: "garbage"},
 		{Storage: StorageEtcd3, ClusterVersion: "3.6"},
-		{Storage: StorageEtcd3, StorageVersion: "10000.0.0"},
+		{Storage: StorageEtcd3, StorageVersion: "10000.0.0", KeyRevisions: 1},
 	} {
 		if p, err := FromState(st); err != nil {
 			if !strings.Contains(err.Error(), "write version.txt") {

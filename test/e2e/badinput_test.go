@@ -68,6 +68,11 @@ func TestBadInput(t *testing.T) {
 			writeFile(d+"/version.txt", "3.4.13/etcd3\n")
 			return setup{dataDir: d}
 		}, 2, "version.txt says 3.4.13/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0)"},
+		{"etcd2 data without version.txt", func(t *testing.T, d string) setup {
+			d = etcdtest.ExtractFixture(t, fixtureEtcd2)
+			os.Remove(d + "/version.txt")
+			return setup{dataDir: d}
+		}, 2, "has no version.txt: detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x"},
 		{"target not bundled", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-version=3.8.0"}}
 		}, 2, "target version 3.8.0 is not bundled (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3)"},
