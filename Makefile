@@ -42,11 +42,11 @@ test-e2e: build etcd-binaries
 	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...
 
 DEMO_DIR := $(OUTPUT)/demo
-# Migrates a copy of the 3.4.13 fixture to the newest bundled etcd and serves it on
+# Migrates a copy of the etcd2 fixture (3.4.13/etcd2) to the newest bundled etcd and serves it on
 # 127.0.0.1:2379 (Ctrl-C stops it).
 demo: build etcd-binaries
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/data
-	tar -xzf testdata/etcd3-3.4.13.tar.gz -C $(DEMO_DIR)/data
+	tar -xzf testdata/etcd2-3.4.13.tar.gz -C $(DEMO_DIR)/data
 	DO_NOT_MOVE_BINARIES=true $(BIN_DIR)/migrate \
 		--data-dir=$(DEMO_DIR)/data --target-version=$(NEWEST_VERSION) \
 		--bin-dir=$(BIN_DIR) --name=etcd-member -- \
