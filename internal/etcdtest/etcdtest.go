@@ -119,6 +119,12 @@ type Server struct {
 // is stopped at test cleanup.
 func Serve(t testing.TB, binDir, version, dataDir string) *Server {
 	t.Helper()
+	return serve(t, binDir, version, dataDir)
+}
+
+// serve is Serve with extra etcd flags.
+func serve(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
+	t.Helper()
 	port, peer := FreePort(t), FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	args := []string{
@@ -133,6 +139,7 @@ func Serve(t testing.TB, binDir, version, dataDir string) *Server {
 	if strings.HasPrefix(version, "3.4.") {
 		args = append(args, "--logger=zap")
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
 	logs := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = logs, logs

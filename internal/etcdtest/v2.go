@@ -5,14 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
 // V2Node is one node of a v2 keyspace as DumpV2 records it.
@@ -89,46 +83,22 @@ func DumpV2(t testing.TB, clientURL string) map[string]V2Node {
 // Serve; the server is stopped at test cleanup.
 func ServeV2(t testing.TB, binDir, version, dataDir string) *Server {
 	t.Helper()
-	port, peer := FreePort(t), FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := []string{
-		"--name=etcd-member", "--data-dir=" + dataDir,
-		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
-		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
-		"--heartbeat-interval=10", "--election-timeout=100",
-		"--enable-v2=true",
-	}
-	if strings.HasPrefix(version, "3.4.") {
-		args = append(args, "--logger=zap")
-	}
-	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
-	logs := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Cmd: cmd, ClientURL: url, Log: logs}
-	t.Cleanup(func() { s.Stop() })
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client = c
+	s := serve(t, binDir, version, dataDir, "--enable-v2=true")
 	hc := &http.Client{Timeout: time.Second}
+	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := hc.Get(url + "/v2/keys/")
+		resp, err := hc.Get(s.ClientURL + "/v2/keys/")
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				hc.CloseIdleConnections()
 				return s
 			}
 			err = fmt.Errorf("GET /v2/keys/: %s", resp.Status)
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, logs)
+		if time.Now().After(deadline) || s.Cmd.ProcessState != nil {
+			t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, s.Log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -28,7 +28,7 @@ func v2Baseline(t *testing.T, binDir, dataDir string) map[string]etcdtest.V2Node
 // create_revision = createdIndex, mod_revision = modifiedIndex, version 1; a TTL key
 // has a lease of its remaining TTL, a key under /registry/events without TTL a
 // one-hour lease; an expired key is gone; nothing else exists.
-func compareV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtest.Dump, dumpedAt, convertedAt time.Time) (keys, leased, expired int) {
+func compareV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtest.Dump, convertedAt time.Time) (keys, leased, expired int) {
 	t.Helper()
 	var diffs []string
 	add := func(format string, a ...any) {
@@ -98,7 +98,6 @@ func TestEtcd2WalkTo37(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{})
 	v2 := v2Baseline(t, binDir, dataDir)
-	dumpedAt := time.Now()
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
 	convertedAt := time.Now()
 	if r.code != 0 {
@@ -114,7 +113,7 @@ func TestEtcd2WalkTo37(t *testing.T) {
 	}
 	s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
 	v3 := s.DumpAll(t)
-	keys, leased, _ := compareV2V3(t, v2, v3, dumpedAt, convertedAt)
+	keys, leased, _ := compareV2V3(t, v2, v3, convertedAt)
 	if keys < 300 || leased < 30 {
 		t.Fatalf("only %d keys (%d leased) compared; the fixture should have >= 300 (>= 30)", keys, leased)
 	}
@@ -127,7 +126,6 @@ func TestEtcd2CommittedFixture(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	dataDir := etcdtest.ExtractFixture(t, fixtureEtcd2)
 	v2 := v2Baseline(t, binDir, dataDir)
-	dumpedAt := time.Now()
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
 	convertedAt := time.Now()
 	if r.code != 0 {
@@ -137,7 +135,7 @@ func TestEtcd2CommittedFixture(t *testing.T) {
 		t.Fatalf("version.txt = %q", got)
 	}
 	s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)
-	keys, _, expired := compareV2V3(t, v2, s.DumpAll(t), dumpedAt, convertedAt)
+	keys, _, expired := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
 	if keys < 300 {
 		t.Fatalf("only %d keys compared", keys)
 	}
@@ -151,7 +149,6 @@ func TestEtcd2InterruptedConversion(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{Keys: 100})
 	v2 := v2Baseline(t, binDir, dataDir)
-	dumpedAt := time.Now()
 	r := runMigrate(t, binDir, dataDir, []string{"ETCD_CREDS=--no-such-flag"}, "--target-version=3.4.13", "--exec=false")
 	if r.code != 1 || !strings.Contains(errorLine(t, r), "step 1/1 failed (version.txt records 3.4.13/etcd2; rerun to retry it)") {
 		t.Fatalf("exit %d, want 1 with the step failure:\n%s", r.code, r.stderr)
@@ -169,7 +166,7 @@ func TestEtcd2InterruptedConversion(t *testing.T) {
 		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
 	}
 	s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)
-	keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), dumpedAt, convertedAt)
+	keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
 	if keys < 100 {
 		t.Fatalf("only %d keys compared", keys)
 	}
