@@ -450,7 +450,7 @@ func TestPlanCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
-	if want := "current: empty data dir\ntarget:  3.6.16/etcd3\nstep 1: write-version <none> -> 3.6.16/etcd3\n"; out != want {
+	if want := "current: empty data dir\ntarget:  3.6.16/etcd3\nstep 1: write-version (empty data dir) -> 3.6.16/etcd3\n"; out != want {
 		t.Errorf("plan output = %q, want %q", out, want)
 	}
 
@@ -462,10 +462,9 @@ func TestPlanCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
-	want := "current: 3.4.13/etcd3\ntarget:  3.7.3/etcd3\n" +
-		"step 1: upgrade-minor 3.4.13/etcd3 -> 3.5.35/etcd3 (run etcd-3.5.35)\n" +
-		"step 2: upgrade-minor 3.5.35/etcd3 -> 3.6.16/etcd3 (run etcd-3.6.16)\n" +
-		"step 3: upgrade-minor 3.6.16/etcd3 -> 3.7.3/etcd3 (run etcd-3.7.3)\n"
+	// version.txt without any data: nothing to move, the target is just recorded.
+	want := "current: empty data dir (version.txt says 3.4.13/etcd3)\ntarget:  3.7.3/etcd3\n" +
+		"step 1: write-version (empty data dir) -> 3.7.3/etcd3\n"
 	if out != want {
 		t.Errorf("plan output = %q, want %q", out, want)
 	}
@@ -477,7 +476,7 @@ func TestPlanCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
-	if want := "current: 3.6.16/etcd3\ntarget:  3.6.16/etcd3\nnothing to do\n"; out != want {
+	if want := "current: empty data dir (version.txt says 3.6.16/etcd3)\ntarget:  3.6.16/etcd3\nnothing to do\n"; out != want {
 		t.Errorf("plan output = %q, want %q", out, want)
 	}
 

@@ -300,6 +300,9 @@ func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 
 func currentText(st migrate.Status) string {
 	if st.Current == nil {
+		if st.VersionFile != nil {
+			return "empty data dir (version.txt says " + st.VersionFile.String() + ")"
+		}
 		return "empty data dir"
 	}
 	return st.Current.String()

@@ -125,6 +125,9 @@ func (c *Config) Plan() (Status, []steps.Step, error) {
 	if err != nil {
 		return st, nil, err
 	}
+	if st.Current == nil && st.VersionFile != nil && st.VersionFile.Equal(c.Target) {
+		return st, nil, nil // an empty data dir that already records the target
+	}
 	plan, err := steps.Plan(st.Current, c.Target, c.Bundled)
 	if err != nil {
 		return st, nil, inputErr(err)

@@ -42,6 +42,9 @@ func (s Step) String() string {
 	case KindV2ToV3:
 		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	default:
+		if s.From.Version == nil {
+			return fmt.Sprintf("%s (empty data dir) -> %s", s.Kind, s.To)
+		}
 		return fmt.Sprintf("%s %s -> %s", s.Kind, s.From, s.To)
 	}
 }

@@ -268,7 +268,7 @@ func TestStepString(t *testing.T) {
 		{steps.Step{Kind: steps.KindWriteVersion, From: versionfile.MustPair("3.7.0/etcd3"), To: versionfile.MustPair("3.7.3/etcd3")},
 			"write-version 3.7.0/etcd3 -> 3.7.3/etcd3"},
 		{steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.7.3/etcd3")},
-			"write-version <none> -> 3.7.3/etcd3"},
+			"write-version (empty data dir) -> 3.7.3/etcd3"},
 	}
 	for _, tc := range tests {
 		if got := tc.s.String(); got != tc.want {
