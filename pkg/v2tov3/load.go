@@ -13,7 +13,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/pkg/v3/pbutil"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -46,37 +45,62 @@ type LoadResult struct {
 // It only reads.
 func LoadStore(lg *zap.Logger, dataDir string) (*LoadResult, error) {
 	walDir, snapDir := versionfile.WALDir(dataDir), versionfile.SnapDir(dataDir)
-	walSnaps, err := wal.ValidSnapshotEntries(lg, walDir)
+	snaps, err := snapFiles(snapDir)
 	if err != nil {
-		return nil, fmt.Errorf("read WAL snapshot records in %s: %w", walDir, err)
+		return nil, err
 	}
-	st := v2store.New(clusterPrefix, keysPrefix)
-	res := &LoadResult{Store: st}
-	var walSnap walpb.Snapshot
-	snapshot, err := snap.New(lg, snapDir).LoadNewestAvailable(walSnaps)
-	switch {
-	case errors.Is(err, snap.ErrNoSnapshot):
-	case err != nil:
-		return nil, fmt.Errorf("load v2 snapshot from %s: %w", snapDir, err)
-	default:
-		if err := st.Recovery(snapshot.Data); err != nil {
-			return nil, fmt.Errorf("recover v2 store from snapshot %d in %s: %w", snapshot.Metadata.Index, snapDir, err)
+	// The newest snapshot whose record the WAL holds, at or below the commit index
+	// (what etcd's ValidSnapshotEntries + LoadNewestAvailable pick), found by
+	// opening the WAL at each candidate instead of reading the WAL twice.
+	for _, f := range snaps {
+		ents, hs, err := readWAL(lg, walDir, walpb.Snapshot{Index: f.index, Term: f.term})
+		if errors.Is(err, wal.ErrSnapshotNotFound) || (err == nil && f.index > hs.Commit) {
+			continue
 		}
-		walSnap = walpb.Snapshot{Index: snapshot.Metadata.Index, Term: snapshot.Metadata.Term}
-		res.SnapshotIndex = snapshot.Metadata.Index
-		res.AppliedIndex = snapshot.Metadata.Index
+		if err != nil {
+			return nil, err
+		}
+		snapshot, err := readSnapshot(f)
+		if err != nil {
+			// etcd itself sets a broken snapshot aside and starts from an older
+			// one; so does the conversion (without touching the file).
+			lg.Warn("skipping unreadable v2 snapshot", zap.Error(err))
+			continue
+		}
+		st := v2store.New(clusterPrefix, keysPrefix)
+		if err := st.Recovery(snapshot.Data); err != nil {
+			return nil, fmt.Errorf("recover v2 store from %s: %w", f.path, err)
+		}
+		res := &LoadResult{Store: st, SnapshotIndex: f.index, AppliedIndex: f.index}
+		snapshot = nil
+		return res, replay(res, ents, walDir)
 	}
-	w, err := wal.OpenForRead(lg, walDir, walSnap)
+	// No usable snapshot: the whole WAL from the start.
+	ents, _, err := readWAL(lg, walDir, walpb.Snapshot{})
 	if err != nil {
-		return nil, fmt.Errorf("open WAL %s: %w", walDir, err)
+		return nil, err
+	}
+	res := &LoadResult{Store: v2store.New(clusterPrefix, keysPrefix)}
+	return res, replay(res, ents, walDir)
+}
+
+func readWAL(lg *zap.Logger, walDir string, at walpb.Snapshot) ([]raftpb.Entry, raftpb.HardState, error) {
+	w, err := wal.OpenForRead(lg, walDir, at)
+	if err != nil {
+		return nil, raftpb.HardState{}, fmt.Errorf("open WAL %s: %w", walDir, err)
 	}
 	defer w.Close()
-	_, _, ents, err := w.ReadAll()
+	_, hs, ents, err := w.ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("read WAL %s: %w", walDir, err)
+		return nil, hs, fmt.Errorf("read WAL %s at snapshot index %d: %w", walDir, at.Index, err)
 	}
-	// Every entry counts, committed or not: a lone member commits its whole log when
-	// it restarts (etcdctl migrate replayed the same way).
+	return ents, hs, nil
+}
+
+// replay applies the WAL entries after the snapshot to the store. Every entry
+// counts, committed or not: a lone member commits its whole log when it restarts
+// (etcdctl migrate replayed the same way).
+func replay(res *LoadResult, ents []raftpb.Entry, walDir string) error {
 	for _, e := range ents {
 		res.AppliedIndex = e.Index
 		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
@@ -87,20 +111,20 @@ func LoadStore(lg *zap.Logger, dataDir string) (*LoadResult, error) {
 			// etcd 2.x and 3.0-3.5 write v2 requests as bare pb.Request.
 			var r pb.Request
 			if err := r.Unmarshal(e.Data); err != nil {
-				return nil, fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
+				return fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
 			}
-			applyV2(st, &r)
+			applyV2(res.Store, &r)
 			res.V2Requests++
 			continue
 		}
 		if raftReq.V2 != nil {
-			applyV2(st, raftReq.V2)
+			applyV2(res.Store, raftReq.V2)
 			res.V2Requests++
 			continue
 		}
 		res.V3Requests++
 	}
-	return res, nil
+	return nil
 }
 
 // applyV2 applies one v2 request to the store exactly as etcd's v2 applier did
