@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-version"
@@ -43,9 +44,12 @@ type Config struct {
 	// save a snapshot with a couple of writes.
 	SnapshotCount int
 	// EnableV2 serves the v2 API (etcd2 data).
-	EnableV2    bool
-	StopTimeout time.Duration
-	Logger      *slog.Logger
+	EnableV2 bool
+	// DowngradeCheckTime, when set, is how often etcd's own monitor ends a
+	// downgrade job once every member runs the target version (default 5s).
+	DowngradeCheckTime time.Duration
+	StopTimeout        time.Duration
+	Logger             *slog.Logger
 }
 
 // SingleMember reports whether the initial cluster names one member only: then
@@ -79,6 +83,14 @@ func (c Config) Args() []string {
 	if c.EnableV2 {
 		args = append(args, "--enable-v2=true")
 	}
+	// etcd 3.4 has no downgrade monitor.
+	if c.DowngradeCheckTime > 0 && versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.5.0")) >= 0 {
+		flag := "--downgrade-check-time"
+		if versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.6.0")) < 0 {
+			flag = "--experimental-downgrade-check-time"
+		}
+		args = append(args, flag+"="+c.DowngradeCheckTime.String())
+	}
 	return append(args, c.ExtraArgs...)
 }
 
@@ -90,6 +102,8 @@ type Process struct {
 	err    error // set before done is closed
 	logs   *tail
 	stdout sync.WaitGroup
+	// downgraded: etcd logged that its monitor ended the downgrade job.
+	downgraded atomic.Bool
 }
 
 // Start launches the etcd binary. The child dies with us (SIGKILL on parent death on
@@ -141,6 +155,9 @@ func (p *Process) stream(r io.Reader) {
 	for sc.Scan() {
 		line := sc.Text()
 		p.logs.add(line)
+		if strings.Contains(line, "the cluster has been downgraded") {
+			p.downgraded.Store(true)
+		}
 		p.cfg.Logger.Debug("etcd output", "source", source, "line", line)
 	}
 }

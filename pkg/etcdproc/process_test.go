@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -34,6 +35,21 @@ func TestArgs(t *testing.T) {
 	multi.InitialCluster = "m=http://localhost:2,n=http://other:2380"
 	if a := strings.Join(multi.Args(), " "); strings.Contains(a, "election-timeout") || strings.Contains(a, "heartbeat") {
 		t.Errorf("multi-member cluster timing must be left alone: %s", a)
+	}
+
+	dc := base
+	dc.DowngradeCheckTime = 50 * time.Millisecond
+	if a := dc.Args(); !slices.Contains(a, "--downgrade-check-time=50ms") {
+		t.Errorf("3.7 downgrade check flag missing: %q", a)
+	}
+	dc.Version = versionfile.MustVersion("3.5.35")
+	if a := dc.Args(); !slices.Contains(a, "--experimental-downgrade-check-time=50ms") {
+		t.Errorf("3.5 spells it --experimental-downgrade-check-time: %q", a)
+	}
+
+	dc.Version = versionfile.MustVersion("3.4.13")
+	if a := strings.Join(dc.Args(), " "); strings.Contains(a, "downgrade-check-time") {
+		t.Errorf("3.4 has no downgrade monitor flag: %s", a)
 	}
 
 	old := base

@@ -73,7 +73,12 @@ func (p *Process) needsStorageVersion() bool {
 // WaitVersions polls GET /version until the cluster version (and from 3.6 the
 // storage version) is the binary's major.minor.
 func (p *Process) WaitVersions(ctx context.Context) (ServerVersions, error) {
-	want := versionfile.MinorString(p.cfg.Version)
+	return p.WaitMinor(ctx, versionfile.MinorString(p.cfg.Version))
+}
+
+// WaitMinor polls GET /version until the cluster version (and, on a 3.6+ server,
+// the storage version) is want ("3.6"): after an upgrade, or a downgrade to want.
+func (p *Process) WaitMinor(ctx context.Context, want string) (ServerVersions, error) {
 	var last ServerVersions
 	var lastErr error
 	for {

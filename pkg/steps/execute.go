@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-version"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
@@ -40,8 +41,11 @@ func EtcdBinary(binDir string, v *version.Version) string {
 
 // BinariesFor lists the binaries a step runs (none for write-version).
 func BinariesFor(binDir string, s Step) []string {
-	if s.Kind == KindUpgradeMinor || s.Kind == KindV2ToV3 {
+	switch s.Kind {
+	case KindUpgradeMinor, KindV2ToV3:
 		return []string{EtcdBinary(binDir, s.To.Version)}
+	case KindRollbackMinor:
+		return []string{EtcdBinary(binDir, s.Via), EtcdBinary(binDir, s.To.Version)}
 	}
 	return nil
 }
@@ -57,13 +61,19 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
 	case KindUpgradeMinor:
-		t, err := e.runEtcd(ctx, s)
+		t, err := e.runEtcd(ctx, s, s.To.Version, nil)
 		if err != nil {
 			return err
 		}
 		attrs = append(attrs, t...)
 	case KindV2ToV3:
 		t, err := e.v2ToV3(ctx, s)
+		if err != nil {
+			return err
+		}
+		attrs = append(attrs, t...)
+	case KindRollbackMinor:
+		t, err := e.rollbackMinor(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -84,15 +94,17 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 	return nil
 }
 
-func (e *Executor) procConfig(v *version.Version) etcdproc.Config {
+func (e *Executor) procConfig(v *version.Version, log *slog.Logger) etcdproc.Config {
 	return etcdproc.Config{
 		Member:        e.Member,
 		Binary:        EtcdBinary(e.BinDir, v),
 		Version:       v,
 		DataDir:       e.DataDir,
 		SnapshotCount: 1,
-		StopTimeout:   e.StopTimeout,
-		Logger:        e.Logger.With("step", string(KindUpgradeMinor), "etcd", v.String()),
+		// Lets etcd end a finished downgrade job within a poll or two.
+		DowngradeCheckTime: 50 * time.Millisecond,
+		StopTimeout:        e.StopTimeout,
+		Logger:             log,
 	}
 }
 
@@ -116,21 +128,51 @@ func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	convertMs := time.Since(start).Milliseconds()
-	t, err := e.runEtcd(ctx, s)
+	t, err := e.runEtcd(ctx, s, s.To.Version, nil)
 	if err != nil {
 		return nil, err
 	}
 	return append(t, "keys", res.Keys, "leases", res.Leases, "expired_skipped", res.Expired, "digest", res.Digest, "convert_ms", convertMs), nil
 }
 
-// runEtcd runs etcd-<To> until the cluster (3.6+: and storage) version is at
+// rollbackMinor has etcd of the minor being left lower the cluster (and storage)
+// version to To's minor through etcd's downgrade API, saving a snapshot past it;
+// then etcd of To takes over the data and ends the downgrade job. Snapshots taken
+// after each version change keep either etcd from replaying entries of the other.
+func (e *Executor) rollbackMinor(ctx context.Context, s Step) ([]any, error) {
+	want := versionfile.MinorString(s.To.Version)
+	start := time.Now()
+	_, err := e.runEtcd(ctx, s, s.Via, func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
+		if err := etcdproc.Downgrade(ctx, c, want); err != nil {
+			return err
+		}
+		_, err := p.WaitMinor(ctx, want)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	downgradeMs := time.Since(start).Milliseconds()
+	t, err := e.runEtcd(ctx, s, s.To.Version, func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
+		// etcd's monitor ends the job itself once the member runs the target;
+		// a job left behind would block the next upgrade.
+		return p.WaitDowngradeDone(ctx, c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(t, "via", s.Via.String(), "downgrade_ms", downgradeMs), nil
+}
+
+// runEtcd runs etcd-<v> until the cluster (3.6+: and storage) version is at
 // its minor, a write has committed and a snapshot covers everything applied so far;
 // then stops it gracefully.
 // It returns the step's timings as log attributes.
-func (e *Executor) runEtcd(ctx context.Context, s Step) (timings []any, err error) {
-	log := e.Logger.With("step", string(s.Kind), "etcd", s.To.Version.String())
+// afterReady, when set, runs once etcd is ready, before the snapshot.
+func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afterReady func(context.Context, *etcdproc.Process, *clientv3.Client) error) (timings []any, err error) {
+	log := e.Logger.With("step", string(s.Kind), "etcd", v.String())
 	start := time.Now()
-	p, err := etcdproc.Start(e.procConfig(s.To.Version))
+	p, err := etcdproc.Start(e.procConfig(v, log))
 	if err != nil {
 		return nil, err
 	}
@@ -160,6 +202,11 @@ func (e *Executor) runEtcd(ctx context.Context, s Step) (timings []any, err erro
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	readyAt := time.Since(start)
+	if afterReady != nil {
+		if err := afterReady(ctx, p, c); err != nil {
+			return nil, fmt.Errorf("step %s: etcd %s: %w", s, v, err)
+		}
+	}
 	snapIdx, err := p.SaveSnapshot(ctx, c)
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", s, err)
@@ -172,7 +219,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step) (timings []any, err erro
 	if killed {
 		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
 	}
-	return []any{"etcd", s.To.Version.String(), "cluster_version", vers.Cluster, "storage_version", vers.Storage,
+	return []any{"etcd", v.String(), "cluster_version", vers.Cluster, "storage_version", vers.Storage,
 		"snapshot_index", snapIdx, "versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
 		"snapshot_ms", snapAt.Milliseconds(), "stop_ms", (time.Since(start) - snapAt).Milliseconds()}, nil
 }

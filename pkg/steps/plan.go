@@ -26,6 +26,10 @@ const (
 	// KindV2ToV3 converts the v2 store into the v3 keyspace offline (pkg/v2tov3),
 	// then runs etcd of To on the result like an upgrade step.
 	KindV2ToV3 Kind = "v2-to-v3"
+	// KindRollbackMinor goes one minor down (3.6+): etcd of Via (the current minor)
+	// downgrades the cluster and storage version to To's minor, then etcd of To
+	// takes over the data.
+	KindRollbackMinor Kind = "rollback-minor"
 )
 
 // Step is one planned move; To is what version.txt records after it.
@@ -33,6 +37,8 @@ type Step struct {
 	Kind Kind
 	From versionfile.Pair
 	To   versionfile.Pair
+	// Via is the bundled etcd of From's minor that a rollback runs first.
+	Via *version.Version
 }
 
 func (s Step) String() string {
@@ -41,6 +47,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	case KindV2ToV3:
 		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
+	case KindRollbackMinor:
+		return fmt.Sprintf("%s %s -> %s (downgrade with etcd-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version)
 	default:
 		if s.From.Version == nil {
 			return fmt.Sprintf("%s (empty data dir) -> %s", s.Kind, s.To)
@@ -93,7 +101,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		// Patch releases of one minor share their data format.
 		return append(steps, Step{Kind: KindWriteVersion, From: cur, To: target}), nil
 	case 1:
-		return nil, fmt.Errorf("%s -> %s: rollbacks are %w; today only upgrades are planned (keep TARGET_VERSION at %s or newer)", cur, target, ErrNotSupported, cur.MinorString())
+		return rollbackSteps(steps, cur, target, bundled)
 	}
 	from := cur
 	for minor := cur.Minor() + 1; minor <= target.Minor(); minor++ {
@@ -109,6 +117,32 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		to := versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}
 		steps = append(steps, Step{Kind: KindUpgradeMinor, From: from, To: to})
 		from = to
+	}
+	return steps, nil
+}
+
+// rollbackSteps goes down one minor per step. Each step needs the bundled etcd of
+// the minor it leaves (to downgrade the cluster) and of the minor it reaches.
+func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+	if target.Minor() < 5 {
+		return nil, fmt.Errorf("%s -> %s: rollbacks below 3.5 (snapshot save and restore into 3.4) are %w; 3.6+ rolls back one minor at a time down to 3.5", cur, target, ErrNotSupported)
+	}
+	from := cur
+	for minor := cur.Minor() - 1; minor >= target.Minor(); minor-- {
+		via := newestOfMinor(bundled, cur.Major(), minor+1)
+		if via == nil {
+			return nil, fmt.Errorf("%s -> %s: a rollback from %d.%d runs that minor's etcd, and none is bundled (bundled: %s)", cur, target, cur.Major(), minor+1, joinVersions(bundled))
+		}
+		to := target.Version
+		if minor != target.Minor() {
+			to = newestOfMinor(bundled, cur.Major(), minor)
+			if to == nil {
+				return nil, fmt.Errorf("%s -> %s: no bundled etcd %d.%d.x, and rollbacks go one minor at a time (bundled: %s): bundle an etcd %d.%d release", cur, target, cur.Major(), minor, joinVersions(bundled), cur.Major(), minor)
+			}
+		}
+		next := versionfile.Pair{Version: to, Storage: versionfile.StorageEtcd3}
+		steps = append(steps, Step{Kind: KindRollbackMinor, From: from, To: next, Via: via})
+		from = next
 	}
 	return steps, nil
 }

@@ -87,10 +87,16 @@ func TestPlan(t *testing.T) {
 			wantErr: []string{"3.4.13/etcd3 -> 3.6.16/etcd3: no bundled etcd 3.5.x, and upgrades go one minor at a time (bundled: 3.4.13, 3.6.16): bundle an etcd 3.5 release"}},
 		{name: "gap further up", bundled: "3.4.13,3.5.35,3.7.3", current: "3.4.13/etcd3", target: "3.7.3/etcd3",
 			wantErr: []string{"no bundled etcd 3.6.x"}},
-		{name: "rollback", bundled: std, current: "3.7.3/etcd3", target: "3.6.16/etcd3", notSupp: true,
-			wantErr: []string{"3.7.3/etcd3 -> 3.6.16/etcd3: rollbacks are not supported yet; today only upgrades are planned (keep TARGET_VERSION at 3.7 or newer)"}},
-		{name: "rollback over two minors", bundled: std, current: "3.6.0/etcd3", target: "3.4.13/etcd3", notSupp: true,
-			wantErr: []string{"rollbacks are not supported yet", "keep TARGET_VERSION at 3.6 or newer"}},
+		{name: "rollback one minor", bundled: std, current: "3.7.3/etcd3", target: "3.6.16/etcd3",
+			want: []string{"rollback-minor 3.7.3/etcd3->3.6.16/etcd3"}},
+		{name: "rollback two minors, one per step", bundled: std, current: "3.7.3/etcd3", target: "3.5.35/etcd3",
+			want: []string{"rollback-minor 3.7.3/etcd3->3.6.16/etcd3", "rollback-minor 3.6.16/etcd3->3.5.35/etcd3"}},
+		{name: "rollback from an unbundled patch runs the bundled patch of that minor", bundled: std, current: "3.7.1/etcd3", target: "3.6.16/etcd3",
+			want: []string{"rollback-minor 3.7.1/etcd3->3.6.16/etcd3"}},
+		{name: "rollback needs the binary of the minor it leaves", bundled: "3.5.35,3.6.16,3.8.0", current: "3.7.3/etcd3", target: "3.6.16/etcd3",
+			wantErr: []string{"3.7.3/etcd3 -> 3.6.16/etcd3: a rollback from 3.7 runs that minor's etcd, and none is bundled (bundled: 3.5.35, 3.6.16, 3.8.0)"}},
+		{name: "rollback below 3.5", bundled: std, current: "3.6.0/etcd3", target: "3.4.13/etcd3", notSupp: true,
+			wantErr: []string{"3.6.0/etcd3 -> 3.4.13/etcd3: rollbacks below 3.5 (snapshot save and restore into 3.4) are not supported yet; 3.6+ rolls back one minor at a time down to 3.5"}},
 		{name: "etcd2 older than every bundled minor", bundled: std, current: "3.0.17/etcd2", target: "3.5.35/etcd3", notSupp: true,
 			wantErr: []string{"3.0.17/etcd2 -> 3.5.35/etcd3: the v2 store converts at the etcd minor that last wrote it and no etcd 3.0.x is bundled (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3); upgrading etcd2 data in etcd2 mode up to a bundled minor is not supported yet"}},
 		{name: "etcd2 3.4.13 to 3.7.3 converts at 3.4.13, then upgrades", bundled: std, current: "3.4.13/etcd2", target: "3.7.3/etcd3",
@@ -269,6 +275,8 @@ func TestStepString(t *testing.T) {
 			"write-version 3.7.0/etcd3 -> 3.7.3/etcd3"},
 		{steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.7.3/etcd3")},
 			"write-version (empty data dir) -> 3.7.3/etcd3"},
+		{steps.Step{Kind: steps.KindRollbackMinor, From: versionfile.MustPair("3.7.1/etcd3"), To: versionfile.MustPair("3.6.16/etcd3"), Via: versionfile.MustVersion("3.7.3")},
+			"rollback-minor 3.7.1/etcd3 -> 3.6.16/etcd3 (downgrade with etcd-3.7.3, then run etcd-3.6.16)"},
 	}
 	for _, tc := range tests {
 		if got := tc.s.String(); got != tc.want {
@@ -286,5 +294,17 @@ func TestBinariesFor(t *testing.T) {
 	wv := steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.5.35/etcd3")}
 	if got := steps.BinariesFor("/usr/local/bin", wv); len(got) != 0 {
 		t.Errorf("BinariesFor(write-version) = %v, want none", got)
+	}
+}
+
+// A rollback runs the bundled etcd of the minor it leaves, whatever patch the data
+// was last written by.
+func TestPlanRollbackVia(t *testing.T) {
+	plan, err := steps.Plan(pairPtr("3.7.1/etcd3"), versionfile.MustPair("3.5.35/etcd3"), mustBundled(t, "3.4.13,3.5.35,3.6.16,3.7.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 2 || plan[0].Via.String() != "3.7.3" || plan[1].Via.String() != "3.6.16" {
+		t.Fatalf("plan = %v, want steps via etcd 3.7.3 then 3.6.16", plan)
 	}
 }

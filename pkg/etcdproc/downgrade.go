@@ -1,0 +1,75 @@
+package etcdproc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Downgrade asks the cluster to downgrade to minor ("3.6"): a pending downgrade job
+// is cancelled first (an earlier rollback leaves one behind), then the target is
+// validated and enabled. The server then lowers the cluster version and, from 3.6,
+// migrates the storage schema down; WaitMinor sees it.
+func Downgrade(ctx context.Context, c *clientv3.Client, minor string) error {
+	if err := CancelDowngrade(ctx, c); err != nil {
+		return err
+	}
+	for _, a := range []clientv3.DowngradeAction{clientv3.DowngradeValidate, clientv3.DowngradeEnable} {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.Downgrade(actx, a, minor)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("downgrade %s to %s: %w", downgradeName(a), minor, err)
+		}
+	}
+	return nil
+}
+
+// CancelDowngrade ends a downgrade job, if one is pending.
+func CancelDowngrade(ctx context.Context, c *clientv3.Client) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := c.Downgrade(cctx, clientv3.DowngradeCancel, "")
+	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) && rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade) {
+		return fmt.Errorf("cancel the pending downgrade job: %w", err)
+	}
+	return nil
+}
+
+// WaitDowngradeDone waits until etcd's downgrade monitor has ended the downgrade
+// job (every member now runs the target version). A 3.6+ server reports the job in
+// its status; 3.5 does not, so for it the monitor's log line is the signal.
+func (p *Process) WaitDowngradeDone(ctx context.Context, c *clientv3.Client) error {
+	reports := versionfile.CompareMinor(p.cfg.Version, versionfile.MustVersion("3.6.0")) >= 0
+	for {
+		if reports {
+			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := c.Status(sctx, p.cfg.ClientURL)
+			cancel()
+			if err == nil && (st.DowngradeInfo == nil || !st.DowngradeInfo.Enabled) {
+				return nil
+			}
+		} else if p.downgraded.Load() {
+			return nil
+		}
+		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
+			return fmt.Errorf("etcd %s: waiting for the downgrade job to end: %w", p.cfg.Version, err)
+		}
+	}
+}
+
+func downgradeName(a clientv3.DowngradeAction) string {
+	switch a {
+	case clientv3.DowngradeValidate:
+		return "validate"
+	case clientv3.DowngradeEnable:
+		return "enable"
+	}
+	return "cancel"
+}
