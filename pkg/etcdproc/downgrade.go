@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -62,6 +65,36 @@ func (p *Process) WaitDowngradeDone(ctx context.Context, c *clientv3.Client) err
 			return fmt.Errorf("etcd %s: waiting for the downgrade job to end: %w", p.cfg.Version, err)
 		}
 	}
+}
+
+// SaveSnapshotFile streams the server's backend snapshot into path durably (temp
+// file, fsync, rename), as etcdctl snapshot save does.
+func SaveSnapshotFile(ctx context.Context, c *clientv3.Client, path string) error {
+	rc, err := c.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	defer rc.Close()
+	tmp := path + ".part"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return fmt.Errorf("snapshot into %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return versionfile.SyncDir(filepath.Dir(path))
 }
 
 func downgradeName(a clientv3.DowngradeAction) string {

@@ -20,8 +20,8 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
+	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
-	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -153,7 +153,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		}
 	}()
 	start := time.Now()
-	if err := c.recoverConversion(); err != nil {
+	if err := c.recoverReplacement(); err != nil {
 		return nil, err
 	}
 	st, plan, err := c.Plan()
@@ -192,17 +192,16 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	return lk, nil
 }
 
-// recoverConversion undoes an etcd2 -> etcd3 conversion that a crash interrupted
-// before version.txt recorded it, so the data is etcd2 again and converts anew.
-func (c *Config) recoverConversion() error {
-	p, err := versionfile.Read(c.DataDir)
-	recordedEtcd2 := err != nil || p.Storage == versionfile.StorageEtcd2
-	recovered, err := v2tov3.Recover(c.DataDir, recordedEtcd2)
+// recoverReplacement settles a member dir replacement (etcd2 -> etcd3 conversion,
+// snapshot-restore rollback) that a crash or failure interrupted: the data goes back
+// to what version.txt records, and the step runs again.
+func (c *Config) recoverReplacement() error {
+	recovered, err := memberdir.Recover(c.DataDir)
 	if err != nil {
 		return err
 	}
 	if recovered {
-		c.Logger.Warn("found an interrupted etcd2 -> etcd3 conversion and put the data back as version.txt records it", "data_dir", c.DataDir, "etcd2_restored", recordedEtcd2)
+		c.Logger.Warn("found an interrupted member dir replacement and settled it as version.txt records", "data_dir", c.DataDir)
 	}
 	return nil
 }

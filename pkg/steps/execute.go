@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -34,6 +36,11 @@ type Executor struct {
 	Logger     *slog.Logger
 }
 
+// EtcdctlBinary is the path of the bundled etcdctl of version v.
+func EtcdctlBinary(binDir string, v *version.Version) string {
+	return filepath.Join(binDir, "etcdctl-"+v.String())
+}
+
 // EtcdBinary is the path of the bundled etcd of version v.
 func EtcdBinary(binDir string, v *version.Version) string {
 	return filepath.Join(binDir, "etcd-"+v.String())
@@ -45,7 +52,11 @@ func BinariesFor(binDir string, s Step) []string {
 	case KindUpgradeMinor, KindV2ToV3:
 		return []string{EtcdBinary(binDir, s.To.Version)}
 	case KindRollbackMinor:
-		return []string{EtcdBinary(binDir, s.Via), EtcdBinary(binDir, s.To.Version)}
+		bins := []string{EtcdBinary(binDir, s.Via), EtcdBinary(binDir, s.To.Version)}
+		if RollbackBySnapshot(s) {
+			bins = append(bins, EtcdctlBinary(binDir, s.To.Version))
+		}
+		return bins
 	}
 	return nil
 }
@@ -84,11 +95,9 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 	if err := versionfile.Write(e.DataDir, s.To); err != nil {
 		return err
 	}
-	if s.Kind == KindV2ToV3 {
-		// Only now that version.txt says etcd3 may the original etcd2 member dir go.
-		if err := v2tov3.Cleanup(e.DataDir); err != nil {
-			return err
-		}
+	// Only now that version.txt records the step may a replaced member dir go.
+	if err := memberdir.Cleanup(e.DataDir); err != nil {
+		return err
 	}
 	e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
 	return nil
@@ -115,6 +124,7 @@ func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 	start := time.Now()
 	res, err := v2tov3.Convert(v2tov3.Options{
 		DataDir:        e.DataDir,
+		Target:         s.To,
 		ClusterVersion: versionfile.MinorString(s.To.Version) + ".0",
 		Name:           e.Member.Name,
 		PeerURLs:       strings.Split(e.Member.InitialAdvertisePeerURLs, ","),
@@ -140,6 +150,9 @@ func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 // then etcd of To takes over the data and ends the downgrade job. Snapshots taken
 // after each version change keep either etcd from replaying entries of the other.
 func (e *Executor) rollbackMinor(ctx context.Context, s Step) ([]any, error) {
+	if RollbackBySnapshot(s) {
+		return e.rollbackBySnapshot(ctx, s)
+	}
 	want := versionfile.MinorString(s.To.Version)
 	start := time.Now()
 	_, err := e.runEtcd(ctx, s, s.Via, func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
@@ -162,6 +175,58 @@ func (e *Executor) rollbackMinor(ctx context.Context, s Step) ([]any, error) {
 		return nil, err
 	}
 	return append(t, "via", s.Via.String(), "downgrade_ms", downgradeMs), nil
+}
+
+// rollbackBySnapshot takes a snapshot through the serving etcd of the minor being
+// left, restores it with the older etcdctl into a new member dir (the member's name,
+// peer URLs and initial cluster from config), swaps that in and runs the older etcd
+// on it. Revisions, values, versions and leases are in the snapshot; the cluster and
+// member IDs are new.
+func (e *Executor) rollbackBySnapshot(ctx context.Context, s Step) ([]any, error) {
+	work, err := memberdir.Begin(e.DataDir, "rollback", s.To)
+	if err != nil {
+		return nil, err
+	}
+	swapped := false
+	defer func() {
+		if !swapped {
+			work.Abort()
+		}
+	}()
+	snapPath := work.Path("snapshot.db")
+	start := time.Now()
+	_, err = e.runEtcd(ctx, s, s.Via, func(ctx context.Context, _ *etcdproc.Process, c *clientv3.Client) error {
+		return etcdproc.SaveSnapshotFile(ctx, c, snapPath)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := work.Path("out")
+	cmd := exec.CommandContext(ctx, EtcdctlBinary(e.BinDir, s.To.Version), "snapshot", "restore", snapPath,
+		"--name="+e.Member.Name, "--initial-cluster="+e.Member.InitialCluster,
+		"--initial-advertise-peer-urls="+e.Member.InitialAdvertisePeerURLs, "--data-dir="+out)
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("step %s: etcdctl-%s snapshot restore: %w: %s", s, s.To.Version, err, lastLine(b))
+	}
+	if err := os.Remove(snapPath); err != nil {
+		return nil, err
+	}
+	if err := work.Replace(filepath.Join(out, "member")); err != nil {
+		return nil, err
+	}
+	swapped = true
+	restoreMs := time.Since(start).Milliseconds()
+	t, err := e.runEtcd(ctx, s, s.To.Version, nil)
+	if err != nil {
+		return nil, err
+	}
+	return append(t, "via", s.Via.String(), "snapshot_restore_ms", restoreMs), nil
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }
 
 // runEtcd runs etcd-<v> until the cluster (3.6+: and storage) version is at

@@ -48,6 +48,9 @@ func (s Step) String() string {
 	case KindV2ToV3:
 		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	case KindRollbackMinor:
+		if RollbackBySnapshot(s) {
+			return fmt.Sprintf("%s %s -> %s (snapshot with etcd-%s, restore with etcdctl-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version, s.To.Version)
+		}
 		return fmt.Sprintf("%s %s -> %s (downgrade with etcd-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version)
 	default:
 		if s.From.Version == nil {
@@ -124,8 +127,8 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 // rollbackSteps goes down one minor per step. Each step needs the bundled etcd of
 // the minor it leaves (to downgrade the cluster) and of the minor it reaches.
 func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
-	if target.Minor() < 5 {
-		return nil, fmt.Errorf("%s -> %s: rollbacks below 3.5 (snapshot save and restore into 3.4) are %w; 3.6+ rolls back one minor at a time down to 3.5", cur, target, ErrNotSupported)
+	if target.Major() != 3 || target.Minor() < 4 {
+		return nil, fmt.Errorf("%s -> %s: rollbacks below 3.4 are %w", cur, target, ErrNotSupported)
 	}
 	from := cur
 	for minor := cur.Minor() - 1; minor >= target.Minor(); minor-- {
@@ -145,6 +148,13 @@ func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*versio
 		from = next
 	}
 	return steps, nil
+}
+
+// RollbackBySnapshot: etcd 3.4 has no downgrade support, so 3.5 -> 3.4 goes by a
+// snapshot of the 3.5 server restored with 3.4's own etcdctl (revisions and leases
+// kept; a new cluster and member ID).
+func RollbackBySnapshot(s Step) bool {
+	return s.Kind == KindRollbackMinor && versionfile.CompareMinor(s.To.Version, versionfile.MustVersion("3.5.0")) < 0
 }
 
 // conversionStep plans the v2 -> v3 conversion of etcd2 data at cur: it happens at

@@ -95,8 +95,10 @@ func TestPlan(t *testing.T) {
 			want: []string{"rollback-minor 3.7.1/etcd3->3.6.16/etcd3"}},
 		{name: "rollback needs the binary of the minor it leaves", bundled: "3.5.35,3.6.16,3.8.0", current: "3.7.3/etcd3", target: "3.6.16/etcd3",
 			wantErr: []string{"3.7.3/etcd3 -> 3.6.16/etcd3: a rollback from 3.7 runs that minor's etcd, and none is bundled (bundled: 3.5.35, 3.6.16, 3.8.0)"}},
-		{name: "rollback below 3.5", bundled: std, current: "3.6.0/etcd3", target: "3.4.13/etcd3", notSupp: true,
-			wantErr: []string{"3.6.0/etcd3 -> 3.4.13/etcd3: rollbacks below 3.5 (snapshot save and restore into 3.4) are not supported yet; 3.6+ rolls back one minor at a time down to 3.5"}},
+		{name: "rollback to 3.4 ends with a snapshot restore step", bundled: std, current: "3.6.0/etcd3", target: "3.4.13/etcd3",
+			want: []string{"rollback-minor 3.6.0/etcd3->3.5.35/etcd3", "rollback-minor 3.5.35/etcd3->3.4.13/etcd3"}},
+		{name: "rollback below 3.4", bundled: "3.3.25,3.4.13,3.5.35", current: "3.4.13/etcd3", target: "3.3.25/etcd3", notSupp: true,
+			wantErr: []string{"3.4.13/etcd3 -> 3.3.25/etcd3: rollbacks below 3.4 are not supported yet"}},
 		{name: "etcd2 older than every bundled minor", bundled: std, current: "3.0.17/etcd2", target: "3.5.35/etcd3", notSupp: true,
 			wantErr: []string{"3.0.17/etcd2 -> 3.5.35/etcd3: the v2 store converts at the etcd minor that last wrote it and no etcd 3.0.x is bundled (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3); upgrading etcd2 data in etcd2 mode up to a bundled minor is not supported yet"}},
 		{name: "etcd2 3.4.13 to 3.7.3 converts at 3.4.13, then upgrades", bundled: std, current: "3.4.13/etcd2", target: "3.7.3/etcd3",
@@ -277,6 +279,8 @@ func TestStepString(t *testing.T) {
 			"write-version (empty data dir) -> 3.7.3/etcd3"},
 		{steps.Step{Kind: steps.KindRollbackMinor, From: versionfile.MustPair("3.7.1/etcd3"), To: versionfile.MustPair("3.6.16/etcd3"), Via: versionfile.MustVersion("3.7.3")},
 			"rollback-minor 3.7.1/etcd3 -> 3.6.16/etcd3 (downgrade with etcd-3.7.3, then run etcd-3.6.16)"},
+		{steps.Step{Kind: steps.KindRollbackMinor, From: versionfile.MustPair("3.5.35/etcd3"), To: versionfile.MustPair("3.4.13/etcd3"), Via: versionfile.MustVersion("3.5.35")},
+			"rollback-minor 3.5.35/etcd3 -> 3.4.13/etcd3 (snapshot with etcd-3.5.35, restore with etcdctl-3.4.13, then run etcd-3.4.13)"},
 	}
 	for _, tc := range tests {
 		if got := tc.s.String(); got != tc.want {

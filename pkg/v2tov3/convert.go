@@ -26,12 +26,9 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
-
-// WorkDirName is the conversion's scratch dir inside the data dir: on the same
-// filesystem, so the final swap is two renames.
-const WorkDirName = versionfile.ConversionWorkDir
 
 // leaseIDBase marks the leases the conversion creates ("migr" in the high bytes);
 // etcd's own lease IDs come from a member-ID-based generator and do not collide.
@@ -40,6 +37,8 @@ const leaseIDBase = int64(0x6d69677200000000)
 // Options configures one conversion.
 type Options struct {
 	DataDir string
+	// Target is what version.txt will record once the converted data is served.
+	Target versionfile.Pair
 	// ClusterVersion is recorded in the new backend, e.g. "3.4.0" for a conversion
 	// at etcd 3.4.13: the first etcd to serve the data.
 	ClusterVersion string
@@ -76,18 +75,14 @@ func Convert(opts Options) (*Result, error) {
 	if err := refuseV3Keys(opts.DataDir); err != nil {
 		return nil, err
 	}
-	work := filepath.Join(opts.DataDir, WorkDirName)
-	if err := os.RemoveAll(work); err != nil {
-		return nil, fmt.Errorf("clear %s: %w", work, err)
-	}
-	if err := os.Mkdir(work, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", work, err)
+	work, err := memberdir.Begin(opts.DataDir, "v2tov3", opts.Target)
+	if err != nil {
+		return nil, err
 	}
 	swapped := false
 	defer func() {
 		if !swapped {
-			// The original member dir was not touched; drop the scratch copy.
-			_ = os.RemoveAll(work)
+			work.Abort() // the original member dir was not touched
 		}
 	}()
 	// The v2 store is the bulk of the memory: collect garbage early so the peak
@@ -99,7 +94,7 @@ func Convert(opts Options) (*Result, error) {
 	}
 	res := &Result{SnapshotIndex: loaded.SnapshotIndex, AppliedIndex: loaded.AppliedIndex}
 	loadedAt := time.Since(start)
-	dbPath := filepath.Join(work, "db")
+	dbPath := work.Path("db")
 	if err := writeBackend(lg, dbPath, loaded.Store, opts, res); err != nil {
 		return nil, err
 	}
@@ -107,7 +102,7 @@ func Convert(opts Options) (*Result, error) {
 	// The v2 store is garbage now; hand its memory back before the restore and the
 	// read-back map the new backend.
 	debug.FreeOSMemory()
-	out := filepath.Join(work, "out")
+	out := work.Path("out")
 	err = snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        dbPath,
 		Name:                opts.Name,
@@ -130,7 +125,7 @@ func Convert(opts Options) (*Result, error) {
 	if got.digest != res.Digest || got.keys != res.Keys {
 		return nil, fmt.Errorf("verification failed: the v2 keyspace (%d keys, digest %s) and the converted v3 keyspace (%d keys, digest %s) differ; the etcd2 data dir %s is unchanged", res.Keys, res.Digest, got.keys, got.digest, opts.DataDir)
 	}
-	if err := swap(opts.DataDir, work); err != nil {
+	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}
 	swapped = true

@@ -75,9 +75,10 @@ func (s State) String() string {
 	return "etcd3 data (" + strings.Join(parts, ", ") + ")"
 }
 
-// ConversionWorkDir is the etcd2 -> etcd3 conversion's scratch dir in the data dir
-// (pkg/v2tov3); it may hold the original member dir until version.txt says etcd3.
-const ConversionWorkDir = ".migrate-v2tov3"
+// WorkDirPrefix starts the names of the work dirs a step keeps in the data dir
+// (pkg/memberdir); one may hold the original member dir until version.txt records
+// the step.
+const WorkDirPrefix = ".migrate-"
 
 // Paths inside a data dir, as etcd lays them out.
 func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
@@ -100,10 +101,12 @@ func Detect(dataDir string) (State, error) {
 		switch e.Name() {
 		case "member":
 			hasMember = true
-		case ConversionWorkDir:
-			hasWork = true
 		case FileName, "lost+found":
 		default:
+			if strings.HasPrefix(e.Name(), WorkDirPrefix) {
+				hasWork = true
+				continue
+			}
 			if !strings.HasPrefix(e.Name(), "."+FileName+".tmp-") {
 				other = append(other, e.Name())
 			}
@@ -111,7 +114,7 @@ func Detect(dataDir string) (State, error) {
 	}
 	if !hasMember {
 		if hasWork {
-			return State{}, fmt.Errorf("data dir %s has no member dir but %s holds an interrupted etcd2 -> etcd3 conversion: rerun migrate, which restores the original member dir first", dataDir, ConversionWorkDir)
+			return State{}, fmt.Errorf("data dir %s has no member dir but a %s* work dir of an interrupted step: rerun migrate, which restores the original member dir first", dataDir, WorkDirPrefix)
 		}
 		if len(other) > 0 {
 			return State{}, fmt.Errorf("data dir %s holds %q but no etcd member directory: point --data-dir at an etcd data dir or an empty dir", dataDir, other[0])

@@ -82,9 +82,6 @@ func TestBadInput(t *testing.T) {
 		{"malformed target version", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-version=3.7"}}
 		}, 2, `TARGET_VERSION: invalid etcd version "3.7"`},
-		{"rollback not supported yet", func(t *testing.T, d string) setup {
-			return setup{dataDir: etcdtest.CopyDir(t, walked), args: []string{"--target-version=3.4.13"}}
-		}, 2, "3.7.3/etcd3 -> 3.4.13/etcd3: rollbacks below 3.5 (snapshot save and restore into 3.4) are not supported yet"},
 		{"etcd3 to etcd2 not supported yet", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-storage=etcd2", "--target-version=3.4.13"}}
 		}, 2, "3.4.13/etcd3 -> 3.4.13/etcd2: moves to etcd2 storage are not supported yet"},

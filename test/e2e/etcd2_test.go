@@ -162,7 +162,7 @@ func TestEtcd2InterruptedConversion(t *testing.T) {
 	}
 	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
 	convertedAt := time.Now()
-	if r.code != 0 || !strings.Contains(r.stderr, "interrupted etcd2 -> etcd3 conversion") {
+	if r.code != 0 || !strings.Contains(r.stderr, "found an interrupted member dir replacement") {
 		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
 	}
 	s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)

@@ -7,16 +7,16 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 )
 
-// TestRollback37To35AndBack walks the 3.4.13 fixture up to 3.7.3, rolls it back one
-// minor at a time to 3.5.35 (etcd's downgrade API, then the older etcd), and walks
-// it up again: after every move the keyspace served by that version equals the
+// TestRollback37To34AndBack walks the 3.4.13 fixture up to 3.7.3, rolls it back one
+// minor at a time to 3.4.13 (3.7 -> 3.6 -> 3.5 by etcd's downgrade API, 3.5 -> 3.4 by
+// snapshot save and restore), and walks it up again: after every move the keyspace served by that version equals the
 // original — keys, values, revisions, versions, leases and the store revision.
-func TestRollback37To35AndBack(t *testing.T) {
+func TestRollback37To34AndBack(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	pristine := etcdtest.ExtractFixture(t, fixture34)
 	want := baseline34(t, binDir, pristine)
 	dataDir := etcdtest.CopyDir(t, pristine)
-	for _, target := range []string{"3.7.3", "3.6.16", "3.5.35", "3.7.3"} {
+	for _, target := range []string{"3.7.3", "3.6.16", "3.5.35", "3.4.13", "3.7.3"} {
 		r := runMigrate(t, binDir, dataDir, nil, "--target-version="+target, "--exec=false")
 		if r.code != 0 {
 			t.Fatalf("to %s: exit %d\n%s", target, r.code, r.stderr)
@@ -32,6 +32,9 @@ func TestRollback37To35AndBack(t *testing.T) {
 		}
 		if target == "3.5.35" && !strings.Contains(r.stderr, "kind=rollback-minor from=3.6.16/etcd3 version_txt=3.5.35/etcd3") {
 			t.Fatalf("no 3.6 -> 3.5 rollback step logged:\n%s", r.stderr)
+		}
+		if target == "3.4.13" && !strings.Contains(r.stderr, "snapshot_restore_ms=") {
+			t.Fatalf("no 3.5 -> 3.4 snapshot restore logged:\n%s", r.stderr)
 		}
 	}
 	st := runMigrate(t, binDir, dataDir, nil, "status")
