@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
@@ -34,7 +35,7 @@ type options struct {
 	name, initialCluster, listenPeerURLs, advertisePeerURLs string
 	listenClientURLs, dataPrefix, ttlKeysDir, extraArgs     string
 	port, peerPort                                          int
-	exec                                                    bool
+	exec, backup                                            bool
 	logFormat, logLevel                                     string
 	readyTimeout, stopTimeout                               time.Duration
 }
@@ -56,6 +57,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ttlKeysDir, "ttl-keys-directory", "", "directory of keys that must expire (env TTL_KEYS_DIRECTORY; default <prefix>/events)")
 	fs.StringVar(&o.extraArgs, "etcd-server-extra-args", "", "extra flags for every etcd a step starts, e.g. peer TLS (env ETCD_CREDS)")
 	fs.BoolVar(&o.exec, "exec", true, "exec etcd-<target-version> after migrating; --exec=false exits 0 instead")
+	fs.BoolVar(&o.backup, "backup", true, "copy the data dir to <data-dir>.bak before the first step that changes it")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (adds the step etcd's own log lines), info, warn, error")
 	fs.DurationVar(&o.readyTimeout, "step-timeout", 5*time.Minute, "how long one step may wait for its etcd to take over the data")
@@ -169,6 +171,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
 		},
 		TTLKeysDir:   ttlKeysDir,
+		Backup:       o.backup,
 		ReadyTimeout: o.readyTimeout,
 		StopTimeout:  o.stopTimeout,
 		MoveBinaries: getenv("DO_NOT_MOVE_BINARIES") != "true",
@@ -293,9 +296,21 @@ func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 			if st.Detected.Empty || st.Detected.Storage != "" {
 				fmt.Fprintf(w, "data:        %s\n", st.Detected)
 			}
+			if bp := backup.Path(dataDir); isDir(bp) {
+				bv := "no version.txt"
+				if p, err := versionfile.Read(bp); err == nil {
+					bv = "version.txt " + p.String()
+				}
+				fmt.Fprintf(w, "backup:      %s (%s)\n", bp, bv)
+			}
 			return err
 		},
 	}
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 func currentText(st migrate.Status) string {

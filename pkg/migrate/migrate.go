@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
@@ -42,6 +43,10 @@ type Config struct {
 	// TTLKeysDir (default <prefix>/events): keys below it without a v2 TTL get a
 	// one-hour lease when the v2 store is converted.
 	TTLKeysDir string
+
+	// Backup copies the data dir to <data-dir>.bak before the first step that
+	// changes data files.
+	Backup bool
 
 	// MoveBinaries copies etcd-<target>/etcdctl-<target> to etcd/etcdctl in BinDir
 	// (what the Kubernetes image does unless DO_NOT_MOVE_BINARIES=true).
@@ -170,7 +175,17 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour,
 	}
+	backupNote := ""
 	for i, s := range plan {
+		if c.Backup && backupNote == "" && s.Kind != steps.KindWriteVersion {
+			t := time.Now()
+			b, err := backup.Make(c.DataDir)
+			if err != nil {
+				return nil, fmt.Errorf("before step %d/%d (nothing changed yet): %w", i+1, len(plan), err)
+			}
+			backupNote = "; the data as it was before this run is in " + b.Path
+			log.Info("backup written", "path", b.Path, "files", b.Files, "bytes", b.Bytes, "duration_ms", time.Since(t).Milliseconds())
+		}
 		if err := ex.Run(ctx, s); err != nil {
 			last := "the data was not changed"
 			if i > 0 {
@@ -179,9 +194,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 				last = "version.txt records " + st.Current.String()
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s: rerun to resume", i+1, len(plan), s, last)
+				return nil, fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s%s: rerun to resume", i+1, len(plan), s, last, backupNote)
 			}
-			return nil, fmt.Errorf("step %d/%d failed (%s; rerun to retry it): %w", i+1, len(plan), last, err)
+			return nil, fmt.Errorf("step %d/%d failed (%s%s; rerun to retry it): %w", i+1, len(plan), last, backupNote, err)
 		}
 	}
 	if c.MoveBinaries {

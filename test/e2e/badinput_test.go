@@ -126,7 +126,7 @@ func TestBadInput(t *testing.T) {
 		}, 2, "etcd would serve data dir /var/lib/other (--data-dir after --) but the data dir to migrate is"},
 		{"step etcd fails to start", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, env: []string{"ETCD_CREDS=--no-such-flag"}}
-		}, 1, "step 1/3 failed (version.txt records 3.4.13/etcd3; rerun to retry it): step upgrade-minor 3.4.13/etcd3 -> 3.5.35/etcd3 (run etcd-3.5.35): etcd 3.5.35 exited early (exit status 2): last error line: flag provided but not defined: -no-such-flag"},
+		}, 1, "%s.bak; rerun to retry it): step upgrade-minor 3.4.13/etcd3 -> 3.5.35/etcd3 (run etcd-3.5.35): etcd 3.5.35 exited early (exit status 2): last error line: flag provided but not defined: -no-such-flag"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

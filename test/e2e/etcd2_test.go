@@ -150,7 +150,7 @@ func TestEtcd2InterruptedConversion(t *testing.T) {
 	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{Keys: 100})
 	v2 := v2Baseline(t, binDir, dataDir)
 	r := runMigrate(t, binDir, dataDir, []string{"ETCD_CREDS=--no-such-flag"}, "--target-version=3.4.13", "--exec=false")
-	if r.code != 1 || !strings.Contains(errorLine(t, r), "step 1/1 failed (version.txt records 3.4.13/etcd2; rerun to retry it)") {
+	if r.code != 1 || !strings.Contains(errorLine(t, r), "step 1/1 failed (version.txt records 3.4.13/etcd2; the data as it was before this run is in "+dataDir+".bak; rerun to retry it)") {
 		t.Fatalf("exit %d, want 1 with the step failure:\n%s", r.code, r.stderr)
 	}
 	if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd2\n" {

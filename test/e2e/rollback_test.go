@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -17,9 +18,18 @@ func TestRollback37To34AndBack(t *testing.T) {
 	want := baseline34(t, binDir, pristine)
 	dataDir := etcdtest.CopyDir(t, pristine)
 	for _, target := range []string{"3.7.3", "3.6.16", "3.5.35", "3.4.13", "3.7.3"} {
+		before := etcdtest.Checksum(t, dataDir)
 		r := runMigrate(t, binDir, dataDir, nil, "--target-version="+target, "--exec=false")
 		if r.code != 0 {
 			t.Fatalf("to %s: exit %d\n%s", target, r.code, r.stderr)
+		}
+		// Every run that changes data first leaves a complete copy of it.
+		bak := dataDir + ".bak"
+		if fi, err := os.Stat(bak); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("to %s: backup %s: %v (mode %v), want a 0700 dir", target, bak, err, fi.Mode())
+		}
+		if etcdtest.Checksum(t, bak) != before {
+			t.Fatalf("to %s: the backup differs from the data dir before the run", target)
 		}
 		if got := readVersionTxt(t, dataDir); got != target+"/etcd3\n" {
 			t.Fatalf("to %s: version.txt = %q", target, got)
