@@ -171,6 +171,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
 		},
 		TTLKeysDir:   ttlKeysDir,
+		DataPrefix:   prefix,
 		Backup:       o.backup,
 		ReadyTimeout: o.readyTimeout,
 		StopTimeout:  o.stopTimeout,

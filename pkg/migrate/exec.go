@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // EtcdArgs is the target etcd's command line: the user's args plus --data-dir when
@@ -19,6 +20,16 @@ func EtcdArgs(dataDir string, userArgs []string) []string {
 		}
 	}
 	return append(append([]string(nil), userArgs...), "--data-dir="+dataDir)
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		a = strings.TrimLeft(a, "-")
+		if a == name || strings.HasPrefix(a, name+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // etcdDataDir is the data dir etcd will serve given its args and environment, "" when
@@ -63,6 +74,9 @@ func (c *Config) Exec(lk *lock.Lock, userArgs []string) error {
 	args := userArgs
 	if dir, _ := etcdDataDir(userArgs, os.Getenv); dir == "" {
 		args = EtcdArgs(c.DataDir, userArgs)
+	}
+	if c.Target.Storage == versionfile.StorageEtcd2 && c.Target.Major() >= 3 && !hasFlag(args, "enable-v2") {
+		args = append(args, "--enable-v2=true") // etcd2 data is served by the v2 API
 	}
 	if err := lk.KeepAcrossExec(); err != nil {
 		c.Logger.Warn("lock will not pass to etcd", "lock", lk.Path(), "err", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -39,6 +40,9 @@ type Config struct {
 
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
+
+	// DataPrefix is the Kubernetes key prefix (ETCD_DATA_PREFIX).
+	DataPrefix string
 
 	// TTLKeysDir (default <prefix>/events): keys below it without a v2 TTL get a
 	// one-hour lease when the v2 store is converted.
@@ -173,7 +177,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	ex := &steps.Executor{
 		DataDir: c.DataDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
-		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour,
+		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
 	}
 	backupNote := ""
 	for i, s := range plan {
@@ -235,6 +239,18 @@ func (c *Config) preflight(plan []steps.Step) error {
 	for _, b := range bins {
 		if err := checkExecutable(b); err != nil {
 			return err
+		}
+	}
+	for _, s := range plan {
+		if s.Kind == steps.KindRollbackToEtcd2 {
+			// What the v2 store cannot hold is refused before the first step.
+			keys, err := rollback.ReadKeyspace(c.DataDir)
+			if err != nil {
+				return err
+			}
+			if err := rollback.Check(keys, c.DataPrefix); err != nil {
+				return fmt.Errorf("%s -> %s: %w", s.From, s.To, err)
+			}
 		}
 	}
 	if !runsEtcd {

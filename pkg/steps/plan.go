@@ -30,6 +30,9 @@ const (
 	// downgrades the cluster and storage version to To's minor, then etcd of To
 	// takes over the data.
 	KindRollbackMinor Kind = "rollback-minor"
+	// KindRollbackToEtcd2 rewrites the v3 keyspace as a v2 store offline
+	// (pkg/rollback), then runs etcd of To with the v2 API on it.
+	KindRollbackToEtcd2 Kind = "rollback-to-etcd2"
 )
 
 // Step is one planned move; To is what version.txt records after it.
@@ -47,6 +50,8 @@ func (s Step) String() string {
 		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	case KindV2ToV3:
 		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
+	case KindRollbackToEtcd2:
+		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s with the v2 API)", s.Kind, s.From, s.To, s.To.Version)
 	case KindRollbackMinor:
 		if RollbackBySnapshot(s) {
 			return fmt.Sprintf("%s %s -> %s (snapshot with etcd-%s, restore with etcdctl-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version, s.To.Version)
@@ -81,8 +86,10 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 			return nil, nil
 		case cur.Storage == versionfile.StorageEtcd2 && versionfile.CompareMinor(cur.Version, target.Version) == 0:
 			return []Step{{Kind: KindWriteVersion, From: cur, To: target}}, nil
+		case cur.Storage == versionfile.StorageEtcd3:
+			return toEtcd2Steps(cur, target, bundled)
 		}
-		return nil, fmt.Errorf("%s -> %s: moves to etcd2 storage are %w; keep TARGET_STORAGE=etcd3", cur, target, ErrNotSupported)
+		return nil, fmt.Errorf("%s -> %s: etcd2 data moves to another minor only through etcd3; %w", cur, target, ErrNotSupported)
 	}
 	var steps []Step
 	if cur.Storage == versionfile.StorageEtcd2 {
@@ -148,6 +155,36 @@ func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*versio
 		from = next
 	}
 	return steps, nil
+}
+
+// toEtcd2Steps rolls etcd3 data back to etcd2: one minor at a time in etcd3 down to
+// the target's minor, then the keyspace becomes a v2 store served by the target.
+// The v2 API exists up to etcd 3.5; etcd 2.x data is reachable from 3.0 only (what
+// the Kubernetes rollback tool did).
+func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+	if target.Major() == 2 {
+		if cur.Major() != 3 || cur.Minor() != 0 {
+			return nil, fmt.Errorf("%s -> %s: etcd 2.x data is reachable from 3.0.x/etcd3 only; roll back to 3.0 first, or target 3.4/3.5 with etcd2 storage", cur, target)
+		}
+		return []Step{{Kind: KindRollbackToEtcd2, From: cur, To: target}}, nil
+	}
+	if target.Major() != cur.Major() || target.Minor() > 5 {
+		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older", cur, target, target.Version)
+	}
+	if target.Minor() > cur.Minor() {
+		return nil, fmt.Errorf("%s -> %s: etcd2 storage is reached by rolling back; upgrade in etcd3 to %s first, then roll back to etcd2 at that minor", cur, target, target.MinorString())
+	}
+	var steps []Step
+	from := cur
+	if target.Minor() < cur.Minor() {
+		var err error
+		steps, err = rollbackSteps(nil, cur, versionfile.Pair{Version: target.Version, Storage: versionfile.StorageEtcd3}, bundled)
+		if err != nil {
+			return nil, err
+		}
+		from = steps[len(steps)-1].To
+	}
+	return append(steps, Step{Kind: KindRollbackToEtcd2, From: from, To: target}), nil
 }
 
 // RollbackBySnapshot: etcd 3.4 has no downgrade support, so 3.5 -> 3.4 goes by a
