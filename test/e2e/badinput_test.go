@@ -82,9 +82,9 @@ func TestBadInput(t *testing.T) {
 		{"malformed target version", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-version=3.7"}}
 		}, 2, `TARGET_VERSION: invalid etcd version "3.7"`},
-		{"etcd3 to etcd2 not supported yet", func(t *testing.T, d string) setup {
-			return setup{dataDir: d, args: []string{"--target-storage=etcd2", "--target-version=3.4.13"}}
-		}, 2, "3.4.13/etcd3 -> 3.4.13/etcd2: moves to etcd2 storage are not supported yet"},
+		{"etcd2 target without a v2 API", func(t *testing.T, d string) setup {
+			return setup{dataDir: etcdtest.CopyDir(t, walked), args: []string{"--target-storage=etcd2", "--target-version=3.6.16"}}
+		}, 2, "3.7.3/etcd3 -> 3.6.16/etcd2: etcd 3.6.16 serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older"},
 		{"missing binary", func(t *testing.T, d string) setup {
 			fake := fakeBinDir(t, binDir, func(dir string) { os.Remove(dir + "/etcd-3.6.16") })
 			return setup{dataDir: d, args: []string{"--bin-dir=" + fake}}
