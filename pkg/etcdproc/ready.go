@@ -58,8 +58,8 @@ func GetVersions(ctx context.Context, clientURL string) (ServerVersions, error) 
 	return v, nil
 }
 
-// atMinor reports whether the semver string s has the given major.minor.
-func atMinor(s, minor string) bool {
+// AtMinor reports whether the semver string s has the given major.minor ("3.6").
+func AtMinor(s, minor string) bool {
 	v, err := semver.NewVersion(s)
 	return err == nil && fmt.Sprintf("%d.%d", v.Major, v.Minor) == minor
 }
@@ -77,16 +77,19 @@ func (p *Process) WaitVersions(ctx context.Context) (ServerVersions, error) {
 }
 
 // WaitMinor polls GET /version until the cluster version (and, on a 3.6+ server,
-// the storage version) is want ("3.6"): after an upgrade, or a downgrade to want.
-func (p *Process) WaitMinor(ctx context.Context, want string) (ServerVersions, error) {
+// the storage version) is one of wants ("3.6"): after an upgrade, or a downgrade.
+func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersions, error) {
+	want := strings.Join(wants, " or ")
 	var last ServerVersions
 	var lastErr error
 	for {
 		v, err := GetVersions(ctx, p.cfg.ClientURL)
 		if err == nil {
 			last = v
-			if atMinor(v.Cluster, want) && (!p.needsStorageVersion() || atMinor(v.Storage, want)) {
-				return v, nil
+			for _, w := range wants {
+				if AtMinor(v.Cluster, w) && (!p.needsStorageVersion() || AtMinor(v.Storage, w)) {
+					return v, nil
+				}
 			}
 		} else {
 			lastErr = err

@@ -166,13 +166,18 @@ func (e *Executor) rollbackMinor(ctx context.Context, s Step) ([]any, error) {
 	}
 	want := versionfile.MinorString(s.To.Version)
 	start := time.Now()
+	// The data is normally at Via's minor; after a rollback cut short it may be at
+	// the target already (then there is nothing to downgrade).
 	_, err := e.runEtcd(ctx, s, s.Via, func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
+		if v, err := etcdproc.GetVersions(ctx, e.Member.ClientURL); err == nil && etcdproc.AtMinor(v.Cluster, want) {
+			return nil
+		}
 		if err := etcdproc.Downgrade(ctx, c, want); err != nil {
 			return err
 		}
 		_, err := p.WaitMinor(ctx, want)
 		return err
-	})
+	}, versionfile.MinorString(s.Via), want)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +275,12 @@ func lastLine(b []byte) string {
 // then stops it gracefully.
 // It returns the step's timings as log attributes.
 // afterReady, when set, runs once etcd is ready, before the snapshot.
-func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afterReady func(context.Context, *etcdproc.Process, *clientv3.Client) error) (timings []any, err error) {
+// accept lists the minors the cluster may be at for etcd to count as started
+// (default: v's minor).
+func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afterReady func(context.Context, *etcdproc.Process, *clientv3.Client) error, accept ...string) (timings []any, err error) {
+	if len(accept) == 0 {
+		accept = []string{versionfile.MinorString(v)}
+	}
 	log := e.Logger.With("step", string(s.Kind), "etcd", v.String())
 	start := time.Now()
 	// etcd2 data is served with the v2 API.
@@ -290,7 +300,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
 	defer cancel()
 
-	vers, err := p.WaitVersions(ctx)
+	vers, err := p.WaitMinor(ctx, accept...)
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}

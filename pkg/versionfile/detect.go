@@ -168,8 +168,9 @@ func readBackend(path string) (State, error) {
 }
 
 // CheckAgainst refuses a version.txt whose pair the data contradicts, naming both.
-// The data may be one minor ahead of version.txt: that is a step that ran but was
-// interrupted before it recorded itself, and rerunning that step is safe.
+// The data may be one minor ahead of or behind version.txt: that is an upgrade or
+// rollback step that ran but was interrupted before it recorded itself, and
+// rerunning that step is safe.
 func (s State) CheckAgainst(p Pair) error {
 	if s.Empty {
 		return nil
@@ -196,7 +197,8 @@ func (s State) CheckAgainst(p Pair) error {
 		return contradiction("the backend's recorded version cannot be parsed")
 	}
 	switch c := CompareMinor(dv, p.Version); {
-	case c < 0 && s.StorageVersion != "":
+	case c < 0 && s.StorageVersion != "" && !(Major(dv) == p.Major() && Minor(dv)+1 == p.Minor()):
+		// One minor behind is a rollback step cut short before it recorded itself.
 		return contradiction("the backend's storage version is older than version.txt")
 	case c > 0 && !(Major(dv) == p.Major() && Minor(dv) == p.Minor()+1):
 		return contradiction("the data was written by a newer etcd than version.txt says")

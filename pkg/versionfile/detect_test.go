@@ -92,8 +92,9 @@ func TestStateCheckAgainst(t *testing.T) {
 			prefix + "3.5.35/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data was written by a newer etcd than version.txt says" + fix,
 			"3.5.35/etcd3", "storage version 3.7.0",
 		}},
-		{"3.7 data, 3.8.0 file", state37, "3.8.0/etcd3", []string{
-			prefix + "3.8.0/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the backend's storage version is older than version.txt" + fix,
+		{"3.7 data one minor behind a 3.8.0 file (rollback cut short)", state37, "3.8.0/etcd3", nil},
+		{"3.7 data, 3.9.0 file", state37, "3.9.0/etcd3", []string{
+			prefix + "3.9.0/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the backend's storage version is older than version.txt" + fix,
 		}},
 		{"3.7 data, 4.7.0 file", state37, "4.7.0/etcd3", []string{"the backend's storage version is older than version.txt"}},
 		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
@@ -101,7 +102,8 @@ func TestStateCheckAgainst(t *testing.T) {
 		{"3.6 data, 3.6.16 file", state36, "3.6.16/etcd3", nil},
 		{"3.6 data one minor ahead of 3.5.35 file", state36, "3.5.35/etcd3", nil},
 		{"3.6 data, 3.4.13 file", state36, "3.4.13/etcd3", []string{"3.4.13/etcd3", "storage version 3.6.0", "written by a newer etcd"}},
-		{"3.6 data, 3.7.3 file", state36, "3.7.3/etcd3", []string{"3.7.3/etcd3", "storage version 3.6.0", "storage version is older than version.txt"}},
+		{"3.6 data one minor behind a 3.7.3 file (rollback cut short)", state36, "3.7.3/etcd3", nil},
+		{"3.6 data, 3.8.0 file", state36, "3.8.0/etcd3", []string{"3.8.0/etcd3", "storage version 3.6.0", "storage version is older than version.txt"}},
 
 		{"3.5 data, 3.5.35 file", state35, "3.5.35/etcd3", nil},
 		{"3.5 data one minor ahead of 3.4.13 file", state35, "3.4.13/etcd3", nil},
