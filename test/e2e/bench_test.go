@@ -88,8 +88,55 @@ func migrateCmdB(b *testing.B, binDir, dataDir string, args ...string) *exec.Cmd
 	return cmd
 }
 
-// stepDurations reads the JSON "step done" lines: etcd version -> duration_ms.
+// BenchmarkRollback times the 3.7.3 -> 3.4.13 rollback chain on the same generated
+// data set as BenchmarkWalk (BENCH_KEYS, default 20000), step by step, next to the
+// upgrade step of the same pair of minors. Run: make bench.
+func BenchmarkRollback(b *testing.B) {
+	binDir := etcdtest.BinDir(b)
+	keys := 20000
+	if s := os.Getenv("BENCH_KEYS"); s != "" {
+		keys, _ = strconv.Atoi(s)
+	}
+	pristine := filepath.Join(b.TempDir(), "data")
+	if err := fixture.Generate(binDir, "3.4.13", keys, 600, pristine, etcdtest.FreePort(b)); err != nil {
+		b.Fatal(err)
+	}
+	// Upgrade steps of the walk, for comparison, and the walked data to roll back.
+	out, err := migrateCmdB(b, binDir, pristine, "--target-version=3.7.3", "--exec=false", "--log-format=json").CombinedOutput()
+	if err != nil {
+		b.Fatalf("walk: %v\n%s", err, out)
+	}
+	up := stepDurations(b, out)
+	down := map[string][]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dataDir := etcdtest.CopyDir(b, pristine)
+		out, err := migrateCmdB(b, binDir, dataDir, "--target-version=3.4.13", "--exec=false", "--log-format=json").CombinedOutput()
+		if err != nil {
+			b.Fatalf("rollback: %v\n%s", err, out)
+		}
+		for v, ms := range stepDurationsOf(b, out, []string{"3.6.16", "3.5.35", "3.4.13"}) {
+			down[v] = append(down[v], ms)
+		}
+	}
+	b.StopTimer()
+	fmt.Printf("rollback 3.7.3 -> 3.4.13 on %d keys, median of %d:\n", keys, b.N)
+	for _, p := range [][2]string{{"3.7.3", "3.6.16"}, {"3.6.16", "3.5.35"}, {"3.5.35", "3.4.13"}} {
+		m := median(down[p[1]])
+		fmt.Printf("  %s -> %s: %6.0f ms   (upgrade %s -> %s: %6.0f ms)\n", p[0], p[1], m, p[1], p[0], up[p[0]])
+		b.ReportMetric(m, "ms/rollback-to-"+p[1])
+	}
+}
+
+// stepDurations reads the JSON "step done" lines of a walk: etcd version ->
+// duration_ms.
 func stepDurations(b *testing.B, out []byte) map[string]float64 {
+	return stepDurationsOf(b, out, walkVersions)
+}
+
+// stepDurationsOf reads the JSON "step done" lines: the etcd a step ended with ->
+// duration_ms; it must find exactly versions.
+func stepDurationsOf(b *testing.B, out []byte, versions []string) map[string]float64 {
 	res := map[string]float64{}
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -103,8 +150,8 @@ func stepDurations(b *testing.B, out []byte) map[string]float64 {
 			res[line.Etcd] = line.Duration
 		}
 	}
-	if len(res) != len(walkVersions) {
-		b.Fatalf("found %d step timings, want %d:\n%s", len(res), len(walkVersions), out)
+	if len(res) != len(versions) {
+		b.Fatalf("found %d step timings, want %d:\n%s", len(res), len(versions), out)
 	}
 	return res
 }
