@@ -24,8 +24,9 @@ const (
 
 // Work is one replacement in progress.
 type Work struct {
-	DataDir string
-	Dir     string // <data-dir>/.migrate-<name>
+	DataDir  string
+	Dir      string // <data-dir>/.migrate-<name>
+	replaced bool
 }
 
 // Begin creates a fresh work dir for a step that will record target in version.txt.
@@ -47,8 +48,14 @@ func Begin(dataDir, name string, target versionfile.Pair) (*Work, error) {
 // Path is a path inside the work dir.
 func (w *Work) Path(name string) string { return filepath.Join(w.Dir, name) }
 
-// Abort drops the work dir of a step that never swapped.
-func (w *Work) Abort() { _ = os.RemoveAll(w.Dir) }
+// AbortUnlessReplaced drops the work dir of a step that failed before Replace; the
+// original member dir was never touched. After Replace the work dir holds the
+// original until version.txt records the step (Cleanup, Recover).
+func (w *Work) AbortUnlessReplaced() {
+	if !w.replaced {
+		_ = os.RemoveAll(w.Dir)
+	}
+}
 
 // Replace moves the data dir's member dir into the work dir and newMember (inside
 // the work dir) into its place.
@@ -64,6 +71,7 @@ func (w *Work) Replace(newMember string) error {
 		}
 		return fmt.Errorf("install %s: %w", newMember, err)
 	}
+	w.replaced = true
 	if err := versionfile.SyncDir(w.DataDir); err != nil {
 		return err
 	}

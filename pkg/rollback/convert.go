@@ -70,12 +70,7 @@ func Convert(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	swapped := false
-	defer func() {
-		if !swapped {
-			work.Abort()
-		}
-	}()
+	defer work.AbortUnlessReplaced()
 	// A fresh member dir around an empty backend: new WAL, a v2 snapshot holding the
 	// membership, the consistent index set; etcdutl's restore writes exactly that.
 	dbPath := work.Path("empty.db")
@@ -123,7 +118,6 @@ func Convert(opts Options) (*Result, error) {
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}
-	swapped = true
 	opts.Logger.Info("v3 keyspace converted to a v2 store", "keys", res.Keys, "leased", res.Leased, "current_index", res.CurrentIndex)
 	return res, nil
 }

@@ -16,10 +16,9 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/server/v3/lease/leasepb"
-	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -42,37 +41,20 @@ func ReadKeyspace(dataDir string) ([]Key, error) {
 	defer db.Close()
 	latest := map[string]Key{}
 	err = db.View(func(tx *bolt.Tx) error {
-		ttls := map[int64]int64{}
-		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
-			if err := lb.ForEach(func(_, v []byte) error {
-				var l leasepb.Lease
-				if err := l.Unmarshal(v); err != nil {
-					return err
-				}
-				ttls[l.ID] = l.TTL
-				if l.RemainingTTL > 0 {
-					ttls[l.ID] = l.RemainingTTL
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
+		ttls, err := v3backend.LeaseTTLs(tx)
+		if err != nil {
+			return err
 		}
-		kb := tx.Bucket(schema.Key.Name())
-		if kb == nil {
+		if tx.Bucket(schema.Key.Name()) == nil {
 			return nil
 		}
 		// Revision order: the last entry of a key is its current state.
-		return kb.ForEach(func(k, v []byte) error {
-			var kv mvccpb.KeyValue
-			if err := kv.Unmarshal(v); err != nil {
-				return err
-			}
-			if mvcc.IsTombstone(k) {
+		return v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, tombstone bool) error {
+			if tombstone {
 				delete(latest, string(kv.Key))
-				return nil
+			} else {
+				latest[string(kv.Key)] = Key{KV: *kv, TTL: ttls[kv.Lease]}
 			}
-			latest[string(kv.Key)] = Key{KV: kv, TTL: ttls[kv.Lease]}
 			return nil
 		})
 	})

@@ -228,12 +228,7 @@ func (e *Executor) rollbackBySnapshot(ctx context.Context, s Step) ([]any, error
 	if err != nil {
 		return nil, err
 	}
-	swapped := false
-	defer func() {
-		if !swapped {
-			work.Abort()
-		}
-	}()
+	defer work.AbortUnlessReplaced()
 	snapPath := work.Path("snapshot.db")
 	start := time.Now()
 	_, err = e.runEtcd(ctx, s, s.Via, func(ctx context.Context, _ *etcdproc.Process, c *clientv3.Client) error {
@@ -256,7 +251,6 @@ func (e *Executor) rollbackBySnapshot(ctx context.Context, s Step) ([]any, error
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}
-	swapped = true
 	restoreMs := time.Since(start).Milliseconds()
 	t, err := e.runEtcd(ctx, s, s.To.Version, nil)
 	if err != nil {

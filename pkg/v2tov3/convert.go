@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -79,12 +80,7 @@ func Convert(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	swapped := false
-	defer func() {
-		if !swapped {
-			work.Abort() // the original member dir was not touched
-		}
-	}()
+	defer work.AbortUnlessReplaced()
 	// The v2 store is the bulk of the memory: collect garbage early so the peak
 	// stays near the live store instead of twice it.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
@@ -128,7 +124,6 @@ func Convert(opts Options) (*Result, error) {
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}
-	swapped = true
 	log.Info("v2 store converted", "keys", res.Keys, "dirs", res.Dirs, "expired_skipped", res.Expired,
 		"ttl_keys", res.TTLKeys, "ttl_dir_keys", res.DefaultTTLs, "leases", res.Leases,
 		"max_revision", res.MaxRevision, "digest", res.Digest, "snapshot_index", res.SnapshotIndex,
@@ -335,29 +330,12 @@ func backendDigest(path string) (backendSum, error) {
 	defer db.Close()
 	var sum backendSum
 	err = db.View(func(tx *bolt.Tx) error {
-		ttls := map[int64]int64{}
-		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
-			if err := lb.ForEach(func(_, v []byte) error {
-				var l leasepb.Lease
-				if err := l.Unmarshal(v); err != nil {
-					return err
-				}
-				ttls[l.ID] = l.TTL
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		kb := tx.Bucket(schema.Key.Name())
-		if kb == nil {
-			return fmt.Errorf("no key bucket")
+		ttls, err := v3backend.LeaseTTLs(tx)
+		if err != nil {
+			return err
 		}
 		var sums []revHash
-		err := kb.ForEach(func(_, v []byte) error {
-			var kv mvccpb.KeyValue
-			if err := kv.Unmarshal(v); err != nil {
-				return err
-			}
+		err = v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, _ bool) error {
 			ttl := int64(0)
 			if kv.Lease != 0 {
 				t, ok := ttls[kv.Lease]
@@ -366,7 +344,7 @@ func backendDigest(path string) (backendSum, error) {
 				}
 				ttl = t
 			}
-			sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(&kv, ttl)})
+			sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(kv, ttl)})
 			return nil
 		})
 		sum.keys = len(sums)
