@@ -294,16 +294,27 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
 	defer cancel()
 
-	vers, err := p.WaitMinor(ctx, accept...)
-	if err != nil {
-		return nil, fmt.Errorf("step %s: %w", s, err)
-	}
-	versionsAt := time.Since(start)
 	c, err := p.Client()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
 	}
 	defer c.Close()
+	if s.Kind == KindUpgradeMinor && versionfile.CompareMinor(v, versionfile.MustVersion("3.6.0")) >= 0 {
+		// A downgrade job left in the data would hold the cluster version down.
+		if err := p.WaitWrite(ctx, c); err != nil {
+			return nil, fmt.Errorf("step %s: %w", s, err)
+		}
+		if cancelled, err := etcdproc.CancelLeftoverDowngrade(ctx, c, e.Member.ClientURL); err != nil {
+			return nil, fmt.Errorf("step %s: %w", s, err)
+		} else if cancelled {
+			log.Warn("cancelled a downgrade job left in the data, which kept the cluster version from moving up")
+		}
+	}
+	vers, err := p.WaitMinor(ctx, accept...)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	versionsAt := time.Since(start)
 	if err := p.WaitWrite(ctx, c); err != nil {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
