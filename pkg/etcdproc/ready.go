@@ -78,6 +78,7 @@ func (p *Process) WaitVersions(ctx context.Context) (ServerVersions, error) {
 
 // WaitMinor polls GET /version until the cluster version (and, on a 3.6+ server,
 // the storage version) is one of wants ("3.6"): after an upgrade, or a downgrade.
+// With no wants it waits until etcd answers at all.
 func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersions, error) {
 	want := strings.Join(wants, " or ")
 	var last ServerVersions
@@ -86,6 +87,9 @@ func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersion
 		v, err := GetVersions(ctx, p.cfg.ClientURL)
 		if err == nil {
 			last = v
+			if len(wants) == 0 {
+				return v, nil
+			}
 			for _, w := range wants {
 				if AtMinor(v.Cluster, w) && (!p.needsStorageVersion() || AtMinor(v.Storage, w)) {
 					return v, nil

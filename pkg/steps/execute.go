@@ -294,6 +294,11 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
 	defer cancel()
 
+	// Connect once etcd answers: a gRPC dial to a port nobody listens on yet backs
+	// off for a second.
+	if _, err := p.WaitMinor(ctx); err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
 	c, err := p.Client()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
