@@ -24,12 +24,9 @@ import (
 
 var walkVersions = []string{"3.5.35", "3.6.16", "3.7.3"}
 
-// BenchmarkWalk times the 3.4.13 -> 3.7.3 walk on a generated data set of
-// BENCH_KEYS keys (default 20000) and, per step, compares with the bare start of
-// that etcd on the same data (start until the cluster version is reported and a
-// write commits). Run: make bench (3 iterations; medians are printed).
-func BenchmarkWalk(b *testing.B) {
-	binDir := etcdtest.BinDir(b)
+// benchData generates the etcd3 data set of the walk and rollback benchmarks with
+// etcd 3.4.13: BENCH_KEYS keys (default 20000) of about 600 bytes.
+func benchData(b *testing.B, binDir string) (string, int) {
 	keys := 20000
 	if s := os.Getenv("BENCH_KEYS"); s != "" {
 		keys, _ = strconv.Atoi(s)
@@ -38,6 +35,16 @@ func BenchmarkWalk(b *testing.B) {
 	if err := fixture.Generate(binDir, "3.4.13", keys, 600, pristine, etcdtest.FreePort(b)); err != nil {
 		b.Fatal(err)
 	}
+	return pristine, keys
+}
+
+// BenchmarkWalk times the 3.4.13 -> 3.7.3 walk on a generated data set of
+// BENCH_KEYS keys (default 20000) and, per step, compares with the bare start of
+// that etcd on the same data (start until the cluster version is reported and a
+// write commits). Run: make bench (3 iterations; medians are printed).
+func BenchmarkWalk(b *testing.B) {
+	binDir := etcdtest.BinDir(b)
+	pristine, keys := benchData(b, binDir)
 	steps := map[string][]float64{}
 	var walks []float64
 	b.ResetTimer()
@@ -93,14 +100,7 @@ func migrateCmdB(b *testing.B, binDir, dataDir string, args ...string) *exec.Cmd
 // upgrade step of the same pair of minors. Run: make bench.
 func BenchmarkRollback(b *testing.B) {
 	binDir := etcdtest.BinDir(b)
-	keys := 20000
-	if s := os.Getenv("BENCH_KEYS"); s != "" {
-		keys, _ = strconv.Atoi(s)
-	}
-	pristine := filepath.Join(b.TempDir(), "data")
-	if err := fixture.Generate(binDir, "3.4.13", keys, 600, pristine, etcdtest.FreePort(b)); err != nil {
-		b.Fatal(err)
-	}
+	pristine, keys := benchData(b, binDir)
 	// Upgrade steps of the walk, for comparison, and the walked data to roll back.
 	out, err := migrateCmdB(b, binDir, pristine, "--target-version=3.7.3", "--exec=false", "--log-format=json").CombinedOutput()
 	if err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,12 +48,7 @@ func TestKillDuringRollback(t *testing.T) {
 		if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd3\n" {
 			t.Fatalf("kill after %v: version.txt = %q", d, got)
 		}
-		s := etcdtest.Serve(t, binDir, "3.4.13", dataDir)
-		got := s.DumpAll(t)
-		s.Stop()
-		if diffs := etcdtest.Compare(want, got, 10); len(diffs) > 0 {
-			t.Fatalf("kill after %v: keyspace differs:\n%s", d, strings.Join(diffs, "\n"))
-		}
+		assertServedKeyspace(t, binDir, "3.4.13", dataDir, want, fmt.Sprintf("kill after %v", d))
 		t.Logf("killed after %v (%s); rerun converged", d, lastStep(stderr.String()))
 	}
 }

@@ -34,12 +34,7 @@ func TestRollback37To34AndBack(t *testing.T) {
 		if got := readVersionTxt(t, dataDir); got != target+"/etcd3\n" {
 			t.Fatalf("to %s: version.txt = %q", target, got)
 		}
-		s := etcdtest.Serve(t, binDir, target, dataDir)
-		got := s.DumpAll(t)
-		s.Stop()
-		if diffs := etcdtest.Compare(want, got, 10); len(diffs) > 0 {
-			t.Fatalf("after moving to %s the keyspace differs from the original:\n%s", target, strings.Join(diffs, "\n"))
-		}
+		assertServedKeyspace(t, binDir, target, dataDir, want, "after moving to "+target)
 		if target == "3.5.35" && !strings.Contains(r.stderr, "kind=rollback-minor from=3.6.16/etcd3 version_txt=3.5.35/etcd3") {
 			t.Fatalf("no 3.6 -> 3.5 rollback step logged:\n%s", r.stderr)
 		}

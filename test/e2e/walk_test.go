@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,18 @@ func baseline34(t *testing.T, binDir, pristine string) etcdtest.Dump {
 		t.Fatalf("fixture has %d leased keys in %d leases, want >= 50 in 10", leased, len(d.Leases))
 	}
 	return d
+}
+
+// assertServedKeyspace serves dataDir with etcd-<version> and fails unless its
+// keyspace equals want; what names the situation in the failure.
+func assertServedKeyspace(t *testing.T, binDir, version, dataDir string, want etcdtest.Dump, what string) {
+	t.Helper()
+	s := etcdtest.Serve(t, binDir, version, dataDir)
+	got := s.DumpAll(t)
+	s.Stop()
+	if diffs := etcdtest.Compare(want, got, 10); len(diffs) > 0 {
+		t.Fatalf("%s: the keyspace served by %s differs from the original:\n%s", what, version, strings.Join(diffs, "\n"))
+	}
 }
 
 // TestWalk34To37 walks the 3.4.13 fixture to 3.7.3 through every minor, ten times
@@ -59,12 +72,7 @@ func TestWalk34To37(t *testing.T) {
 		if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
 			t.Fatalf("walk %d: version.txt = %q", i, got)
 		}
-		s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
-		got := s.DumpAll(t)
-		s.Stop()
-		if diffs := etcdtest.Compare(want, got, 10); len(diffs) > 0 {
-			t.Fatalf("walk %d: keyspace differs from the 3.4.13 original:\n%s", i, strings.Join(diffs, "\n"))
-		}
+		assertServedKeyspace(t, binDir, "3.7.3", dataDir, want, fmt.Sprintf("walk %d", i))
 	}
 	t.Logf("%d walks 3.4.13 -> 3.7.3 of %d keys: %v", walks, len(want.Keys), durations)
 }
