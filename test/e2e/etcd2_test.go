@@ -91,6 +91,23 @@ func compareV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtest.Dump, 
 	return keys, leased, expired
 }
 
+// conversionTime is when the log says the v2 store was converted (the moment TTLs
+// were turned into leases), or fallback if no such line is found.
+func conversionTime(t *testing.T, stderr string, fallback time.Time) time.Time {
+	t.Helper()
+	for _, l := range strings.Split(stderr, "\n") {
+		if !strings.Contains(l, `msg="v2 store converted"`) {
+			continue
+		}
+		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "time=") {
+			if ts, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
+				return ts
+			}
+		}
+	}
+	return fallback
+}
+
 // TestEtcd2WalkTo37 converts a fresh etcd2 data dir (live TTL keys, snapshots and
 // a WAL tail) at 3.4.13 and walks it to 3.7.3: 3.6 must accept the converted data
 // (no v2 content left) and every key, revision and TTL must survive.
@@ -99,10 +116,10 @@ func TestEtcd2WalkTo37(t *testing.T) {
 	dataDir := fixture.Etcd2DataDir(t, binDir, fixture.Etcd2Options{})
 	v2 := v2Baseline(t, binDir, dataDir)
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
-	convertedAt := time.Now()
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
+	convertedAt := conversionTime(t, r.stderr, time.Now())
 	for _, want := range []string{"kind=v2-to-v3 from=3.4.13/etcd2 version_txt=3.4.13/etcd3", "etcd=3.6.16", "version_txt=3.7.3/etcd3"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Fatalf("log lacks %q:\n%s", want, r.stderr)
@@ -127,10 +144,10 @@ func TestEtcd2CommittedFixture(t *testing.T) {
 	dataDir := etcdtest.ExtractFixture(t, fixtureEtcd2)
 	v2 := v2Baseline(t, binDir, dataDir)
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
-	convertedAt := time.Now()
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
+	convertedAt := conversionTime(t, r.stderr, time.Now())
 	if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd3\n" {
 		t.Fatalf("version.txt = %q", got)
 	}
@@ -161,7 +178,7 @@ func TestEtcd2InterruptedConversion(t *testing.T) {
 		t.Fatalf("status: exit %d\n%s%s", st.code, st.stdout, st.stderr)
 	}
 	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false")
-	convertedAt := time.Now()
+	convertedAt := conversionTime(t, r.stderr, time.Now())
 	if r.code != 0 || !strings.Contains(r.stderr, "found an interrupted member dir replacement") {
 		t.Fatalf("rerun: exit %d\n%s", r.code, r.stderr)
 	}
