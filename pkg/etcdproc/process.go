@@ -162,9 +162,6 @@ func (p *Process) stream(r io.Reader) {
 	}
 }
 
-// Done is closed when the child has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // Pid is the child's process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
@@ -207,9 +204,6 @@ func tellingLine(lines []string) string {
 	return "last error line: " + pick
 }
 
-// LastLogs returns the child's last log lines.
-func (p *Process) LastLogs() []string { return p.logs.lines() }
-
 // Stop sends SIGTERM, waits up to StopTimeout, then SIGKILLs. It reports whether the
 // child had to be killed; a graceful exit is the normal case.
 func (p *Process) Stop() (killed bool, err error) {
@@ -229,12 +223,6 @@ func (p *Process) Stop() (killed bool, err error) {
 	_ = p.cmd.Process.Kill()
 	<-p.done
 	return true, nil
-}
-
-// Kill stops the child at once (used when migrate itself is failing).
-func (p *Process) Kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
 }
 
 // sleepOrDone waits d, or returns an error if ctx ends or the child exits first.

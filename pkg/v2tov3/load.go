@@ -35,9 +35,6 @@ type LoadResult struct {
 	SnapshotIndex uint64
 	// AppliedIndex is the raft index of the last entry replayed.
 	AppliedIndex uint64
-	// V2Requests counts the WAL entries replayed into the store; V3Requests the
-	// entries that were v3 requests (they touch the v3 backend, not the v2 store).
-	V2Requests, V3Requests int
 }
 
 // LoadStore rebuilds the v2 store of dataDir the way etcd does at start: the newest
@@ -114,15 +111,12 @@ func replay(res *LoadResult, ents []raftpb.Entry, walDir string) error {
 				return fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
 			}
 			applyV2(res.Store, &r)
-			res.V2Requests++
 			continue
 		}
 		if raftReq.V2 != nil {
 			applyV2(res.Store, raftReq.V2)
-			res.V2Requests++
-			continue
 		}
-		res.V3Requests++
+		// Other v3 requests touch the v3 backend, not the v2 store.
 	}
 	return nil
 }
