@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -44,6 +45,7 @@ func Make(dataDir string) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Path: dst}
+	fault.Point(fault.BackupBeforeCopy)
 	err = filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -78,6 +80,7 @@ func Make(dataDir string) (*Result, error) {
 	if err := syncTree(tmp); err != nil {
 		return nil, err
 	}
+	fault.Point(fault.BackupAfterCopy)
 	old := dst + ".old"
 	if err := os.RemoveAll(old); err != nil {
 		return nil, err
@@ -91,6 +94,7 @@ func Make(dataDir string) (*Result, error) {
 		return nil, fmt.Errorf("install backup %s: %w", dst, err)
 	}
 	done = true
+	fault.Point(fault.BackupAfterRename)
 	if err := versionfile.SyncDir(parent); err != nil {
 		return nil, err
 	}

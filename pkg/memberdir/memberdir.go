@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -65,6 +66,7 @@ func (w *Work) Replace(newMember string) error {
 	if err := os.Rename(member, old); err != nil {
 		return fmt.Errorf("move %s aside: %w", member, err)
 	}
+	fault.Point(fault.MemberDirMidSwap)
 	if err := os.Rename(newMember, member); err != nil {
 		if rerr := os.Rename(old, member); rerr != nil {
 			return fmt.Errorf("install %s: %v; and restoring %s from %s failed: %w", newMember, err, member, old, rerr)

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -112,9 +113,11 @@ func Convert(opts Options) (*Result, error) {
 		return nil, err
 	}
 	raftSnap.Data = data
+	fault.Point(fault.RollbackMidWrite)
 	if err := snap.New(lg, versionfile.SnapDir(out)).SaveSnap(*raftSnap); err != nil {
 		return nil, fmt.Errorf("save the v2 snapshot in %s: %w", out, err)
 	}
+	fault.Point(fault.RollbackBeforeSwap)
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}

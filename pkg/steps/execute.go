@@ -14,6 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
+	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
@@ -38,6 +40,9 @@ type Executor struct {
 	// etcd2).
 	DataPrefix string
 	Logger     *slog.Logger
+
+	// keys is the keyspace digest of the data as the last step left it.
+	keys *keyspace.Digest
 }
 
 // EtcdctlBinary is the path of the bundled etcdctl of version v.
@@ -75,12 +80,27 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 		if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
-	case KindUpgradeMinor:
-		t, err := e.runEtcd(ctx, s, s.To.Version, nil)
+	case KindUpgradeMinor, KindRollbackMinor:
+		// etcd3 -> etcd3: the keys must come out as they went in.
+		reused := e.keys != nil
+		before, err := e.keysBefore(s)
 		if err != nil {
 			return err
 		}
-		attrs = append(attrs, t...)
+		var t []any
+		if s.Kind == KindUpgradeMinor {
+			t, err = e.runEtcd(ctx, s, s.To.Version, nil)
+		} else {
+			t, err = e.rollbackMinor(ctx, s)
+		}
+		if err != nil {
+			return err
+		}
+		k, err := e.checkKeys(s, before, reused)
+		if err != nil {
+			return err
+		}
+		attrs = append(append(attrs, t...), k...)
 	case KindV2ToV3:
 		t, err := e.v2ToV3(ctx, s)
 		if err != nil {
@@ -89,12 +109,6 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 		attrs = append(attrs, t...)
 	case KindRollbackToEtcd2:
 		t, err := e.toEtcd2(ctx, s)
-		if err != nil {
-			return err
-		}
-		attrs = append(attrs, t...)
-	case KindRollbackMinor:
-		t, err := e.rollbackMinor(ctx, s)
 		if err != nil {
 			return err
 		}
@@ -111,6 +125,42 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 	}
 	e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
 	return nil
+}
+
+// keysBefore is the keyspace digest of the data before step s: the one the previous
+// step left, or read now.
+func (e *Executor) keysBefore(s Step) (*keyspace.Digest, error) {
+	if e.keys != nil {
+		return e.keys, nil
+	}
+	if s.From.Storage != versionfile.StorageEtcd3 {
+		return nil, fmt.Errorf("step %s: no etcd3 keyspace to check", s)
+	}
+	d, err := keyspace.Of(e.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("before step %s: %w", s, err)
+	}
+	return d, nil
+}
+
+// checkKeys compares the keyspace after step s with before; a difference fails the
+// step before version.txt records it.
+func (e *Executor) checkKeys(s Step, before *keyspace.Digest, reused bool) ([]any, error) {
+	e.keys = nil
+	after, err := keyspace.Of(e.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("after step %s: %w", s, err)
+	}
+	expired, err := keyspace.Compare(before, after)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w (compared offline after etcd %s stopped)", s, err, s.To.Version)
+	}
+	e.keys = after
+	cost := after.Duration
+	if !reused {
+		cost += before.Duration
+	}
+	return []any{"keys", after.Keys, "keys_expired", expired, "digest_ms", cost.Milliseconds()}, nil
 }
 
 func (e *Executor) procConfig(v *version.Version, enableV2 bool, log *slog.Logger) etcdproc.Config {
@@ -278,6 +328,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	log := e.Logger.With("step", string(s.Kind), "etcd", v.String())
 	start := time.Now()
 	// etcd2 data is served with the v2 API.
+	fault.Point(fault.StepBeforeStart)
 	p, err := etcdproc.Start(e.procConfig(v, s.To.Storage == versionfile.StorageEtcd2 && v.Equal(s.To.Version), log))
 	if err != nil {
 		return nil, err
@@ -299,6 +350,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	if _, err := p.WaitMinor(ctx); err != nil {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
+	fault.Point(fault.StepAfterStart)
 	c, err := p.Client()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
@@ -334,10 +386,12 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	snapAt := time.Since(start)
+	fault.Point(fault.StepBeforeStop)
 	killed, err := p.Stop()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
+	fault.Point(fault.StepAfterStop)
 	if killed {
 		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
 	}

@@ -26,6 +26,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -81,26 +82,24 @@ func Convert(opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer work.AbortUnlessReplaced()
-	// The v2 store is the bulk of the memory: collect garbage early so the peak
-	// stays near the live store instead of twice it.
-	defer debug.SetGCPercent(debug.SetGCPercent(20))
-	loaded, err := LoadStore(lg, opts.DataDir)
+	loaded, err := LoadStore(lg, opts.DataDir, work.Path("values"))
 	if err != nil {
 		return nil, err
 	}
+	defer loaded.Close()
 	res := &Result{SnapshotIndex: loaded.SnapshotIndex, AppliedIndex: loaded.AppliedIndex}
 	loadedAt := time.Since(start)
-	dbPath := work.Path("db")
-	if err := writeBackend(lg, dbPath, loaded.Store, opts, res); err != nil {
+	// etcdutl's restore maps the whole db with MAP_POPULATE (etcd's backend does on
+	// Linux), so it restores a seed db holding no keys, and the keys go into the
+	// restored db afterwards: same content, but the db is never mapped whole and
+	// never copied.
+	seedPath := work.Path("seed.db")
+	if err := writeSeed(lg, seedPath, opts.ClusterVersion); err != nil {
 		return nil, err
 	}
-	loaded = nil
-	// The v2 store is garbage now; hand its memory back before the restore and the
-	// read-back map the new backend.
-	debug.FreeOSMemory()
 	out := work.Path("out")
 	err = snapshot.NewV3(lg).Restore(snapshot.RestoreConfig{
-		SnapshotPath:        dbPath,
+		SnapshotPath:        seedPath,
 		Name:                opts.Name,
 		OutputDataDir:       out,
 		PeerURLs:            opts.PeerURLs,
@@ -111,9 +110,20 @@ func Convert(opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write the new member dir in %s: %w", out, err)
 	}
-	if err := os.Remove(dbPath); err != nil {
+	if err := os.Remove(seedPath); err != nil {
 		return nil, err
 	}
+	dbPath := versionfile.BackendPath(out)
+	err = writeBackend(lg, dbPath, loaded, opts, res)
+	if cerr := loaded.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The v2 store is garbage now; hand its memory back before the read-back maps
+	// the new backend.
+	debug.FreeOSMemory()
 	got, err := backendDigest(versionfile.BackendPath(out))
 	if err != nil {
 		return nil, err
@@ -121,6 +131,7 @@ func Convert(opts Options) (*Result, error) {
 	if got.digest != res.Digest || got.keys != res.Keys {
 		return nil, fmt.Errorf("verification failed: the v2 keyspace (%d keys, digest %s) and the converted v3 keyspace (%d keys, digest %s) differ; the etcd2 data dir %s is unchanged", res.Keys, res.Digest, got.keys, got.digest, opts.DataDir)
 	}
+	fault.Point(fault.ConvertBeforeSwap)
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
 	}
@@ -197,11 +208,32 @@ func recordHash(kv *mvccpb.KeyValue, ttl int64) uint64 {
 // in memory until it is written.
 const batchKeys = 5000
 
-// writeBackend walks the v2 keys and writes each straight into a new bolt backend
-// with etcd's own schema and revision encoding (no copy of the keyspace is held),
-// plus the leases TTL keys need. It fills res, including the digest.
-func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, res *Result) error {
-	ev, err := st.Get(keysPrefix, true, true)
+// writeSeed writes the db the restore starts from: etcd's buckets and the cluster
+// version, no keys.
+func writeSeed(lg *zap.Logger, path, clusterVersion string) error {
+	be := backend.NewDefaultBackend(lg, path)
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	for _, b := range []backend.Bucket{schema.Key, schema.Meta, schema.Lease, schema.Cluster} {
+		tx.UnsafeCreateBucket(b)
+	}
+	if clusterVersion != "" {
+		tx.UnsafePut(schema.Cluster, schema.ClusterClusterVersionKeyName, []byte(clusterVersion))
+	}
+	tx.Unlock()
+	be.ForceCommit()
+	if err := be.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeBackend walks the v2 keys and writes each into the bolt backend at path
+// (created if missing) with etcd's own schema and revision encoding, plus the
+// leases TTL keys need. It fills res, including the digest. It drops loaded.Store
+// once the keys are listed, so the store's memory can go before the writes.
+func writeBackend(lg *zap.Logger, path string, loaded *LoadResult, opts Options, res *Result) error {
+	ev, err := loaded.Store.Get(keysPrefix, true, false)
 	var verr *v2error.Error
 	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
 		ev, err = &v2store.Event{Node: &v2store.NodeExtern{Key: keysPrefix, Dir: true}}, nil
@@ -209,24 +241,18 @@ func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, r
 	if err != nil {
 		return fmt.Errorf("read v2 keys: %w", err)
 	}
+	loaded.Store = nil
 	now := opts.Now()
 	ttlDir := strings.TrimSuffix(opts.TTLKeysDir, "/") + "/"
 	leases := map[int64]int64{} // TTL seconds -> lease ID
 
-	be := backend.NewDefaultBackend(lg, path)
-	tx := be.BatchTx()
-	tx.LockOutsideApply()
-	for _, b := range []backend.Bucket{schema.Key, schema.Meta, schema.Lease, schema.Cluster} {
-		tx.UnsafeCreateBucket(b)
-	}
-	if opts.ClusterVersion != "" {
-		tx.UnsafePut(schema.Cluster, schema.ClusterClusterVersionKeyName, []byte(opts.ClusterVersion))
-	}
 	// Collect the live keys, then write them in revision order: bolt appends
 	// sequentially (fast, and a compact file) instead of inserting at random.
 	type item struct {
-		n   *v2store.NodeExtern
-		ttl int64
+		key          string
+		value        *string
+		created, mod uint64
+		ttl          int64
 	}
 	var items []item
 	var walk func(n *v2store.NodeExtern)
@@ -255,26 +281,35 @@ func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, r
 			ttl = int64(opts.DefaultTTL / time.Second)
 			res.DefaultTTLs++
 		}
-		items = append(items, item{n: n, ttl: ttl})
+		items = append(items, item{key: n.Key, value: n.Value, created: n.CreatedIndex, mod: n.ModifiedIndex, ttl: ttl})
 	}
 	walk(ev.Node)
-	sort.Slice(items, func(i, j int) bool { return items[i].n.ModifiedIndex < items[j].n.ModifiedIndex })
+	ev = nil // the node tree: the items hold what the writes need
+	sort.Slice(items, func(i, j int) bool { return items[i].mod < items[j].mod })
 	for i := 1; i < len(items); i++ {
-		if items[i].n.ModifiedIndex == items[i-1].n.ModifiedIndex {
-			return fmt.Errorf("v2 keys %q and %q share modifiedIndex %d: the v2 store is inconsistent", items[i-1].n.Key, items[i].n.Key, items[i].n.ModifiedIndex)
+		if items[i].mod == items[i-1].mod {
+			return fmt.Errorf("v2 keys %q and %q share modifiedIndex %d: the v2 store is inconsistent", items[i-1].key, items[i].key, items[i].mod)
 		}
+	}
+	be := backend.NewDefaultBackend(lg, path)
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	for _, b := range []backend.Bucket{schema.Key, schema.Meta, schema.Lease, schema.Cluster} {
+		tx.UnsafeCreateBucket(b)
 	}
 	sums := make([]revHash, 0, len(items))
 	revBytes := mvcc.NewRevBytes()
 	var werr error
+	var value []byte
 	for i, it := range items {
 		kv := mvccpb.KeyValue{
-			Key: []byte(strings.TrimPrefix(it.n.Key, keysPrefix)), CreateRevision: int64(it.n.CreatedIndex),
-			ModRevision: int64(it.n.ModifiedIndex), Version: 1,
+			Key: []byte(strings.TrimPrefix(it.key, keysPrefix)), CreateRevision: int64(it.created),
+			ModRevision: int64(it.mod), Version: 1,
 		}
-		if it.n.Value != nil {
-			kv.Value = []byte(*it.n.Value)
+		if value, werr = loaded.value(it.mod, it.value, value); werr != nil {
+			break
 		}
+		kv.Value = value
 		if it.ttl > 0 {
 			id, ok := leases[it.ttl]
 			if !ok {
@@ -291,6 +326,9 @@ func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, r
 		}
 		revBytes = mvcc.RevToBytes(mvcc.Revision{Main: kv.ModRevision}, revBytes)
 		tx.UnsafeSeqPut(schema.Key, revBytes, val)
+		if i == len(items)/2 {
+			fault.Point(fault.ConvertMidWrite)
+		}
 		sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(&kv, it.ttl)})
 		if (i+1)%batchKeys == 0 {
 			tx.Unlock()
@@ -300,7 +338,7 @@ func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, r
 	}
 	res.Keys = len(sums)
 	if len(items) > 0 {
-		res.MaxRevision = int64(items[len(items)-1].n.ModifiedIndex)
+		res.MaxRevision = int64(items[len(items)-1].mod)
 	}
 	tx.Unlock()
 	be.ForceCommit()
@@ -314,6 +352,10 @@ func writeBackend(lg *zap.Logger, path string, st v2store.Store, opts Options, r
 	res.Digest = digestOf(sums)
 	return nil
 }
+
+// releaseEvery is how many keys the read-back reads between releases of the
+// pages it mapped (about 10 MiB of Kubernetes objects).
+const releaseEvery = 8192
 
 type backendSum struct {
 	keys   int
@@ -336,6 +378,9 @@ func backendDigest(path string) (backendSum, error) {
 		}
 		var sums []revHash
 		err = v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, _ bool) error {
+			if len(sums)%releaseEvery == releaseEvery-1 {
+				v3backend.ReleaseMapped(db, tx.Size())
+			}
 			ttl := int64(0)
 			if kv.Lease != 0 {
 				t, ok := ttls[kv.Lease]

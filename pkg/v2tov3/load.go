@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -30,17 +31,38 @@ const (
 
 // LoadResult is a v2 store rebuilt from disk.
 type LoadResult struct {
-	Store v2store.Store
+	// Store holds every node; the values of nodes unchanged since the snapshot are
+	// empty in it and live in Values (see stream.go).
+	Store  v2store.Store
+	Values *valueSpool
 	// SnapshotIndex is the raft index of the snapshot the store started from.
 	SnapshotIndex uint64
 	// AppliedIndex is the raft index of the last entry replayed.
 	AppliedIndex uint64
 }
 
+// value returns the value of the key node last modified at modIndex, appended to
+// buf[:0]: from the spool when the node still holds the snapshot's value, else
+// stored (the node's own). Calls must come in modIndex order.
+func (l *LoadResult) value(modIndex uint64, stored *string, buf []byte) ([]byte, error) {
+	v, ok, err := l.Values.value(modIndex, buf)
+	if err != nil || ok {
+		return v, err
+	}
+	if stored == nil {
+		return buf[:0], nil
+	}
+	return append(buf[:0], *stored...), nil
+}
+
+// Close removes the value spool.
+func (l *LoadResult) Close() error { return l.Values.close() }
+
 // LoadStore rebuilds the v2 store of dataDir the way etcd does at start: the newest
 // snapshot that the WAL knows of, then every WAL entry after it applied in order.
-// It only reads.
-func LoadStore(lg *zap.Logger, dataDir string) (*LoadResult, error) {
+// It only reads dataDir; the snapshot's values go to a new spool file at spoolPath,
+// which Close removes.
+func LoadStore(lg *zap.Logger, dataDir, spoolPath string) (*LoadResult, error) {
 	walDir, snapDir := versionfile.WALDir(dataDir), versionfile.SnapDir(dataDir)
 	snaps, err := snapFiles(snapDir)
 	if err != nil {
@@ -57,20 +79,14 @@ func LoadStore(lg *zap.Logger, dataDir string) (*LoadResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		snapshot, err := readSnapshot(f)
-		if err != nil {
+		res, err := loadSnapshot(f, ents, walDir, spoolPath)
+		if errors.Is(err, errBadSnapshot) {
 			// etcd itself sets a broken snapshot aside and starts from an older
 			// one; so does the conversion (without touching the file).
 			lg.Warn("skipping unreadable v2 snapshot", zap.Error(err))
 			continue
 		}
-		st := v2store.New(clusterPrefix, keysPrefix)
-		if err := st.Recovery(snapshot.Data); err != nil {
-			return nil, fmt.Errorf("recover v2 store from %s: %w", f.path, err)
-		}
-		res := &LoadResult{Store: st, SnapshotIndex: f.index, AppliedIndex: f.index}
-		snapshot = nil
-		return res, replay(res, ents, walDir)
+		return res, err
 	}
 	// No usable snapshot: the whole WAL from the start.
 	ents, _, err := readWAL(lg, walDir, walpb.Snapshot{})
@@ -79,6 +95,82 @@ func LoadStore(lg *zap.Logger, dataDir string) (*LoadResult, error) {
 	}
 	res := &LoadResult{Store: v2store.New(clusterPrefix, keysPrefix)}
 	return res, replay(res, ents, walDir)
+}
+
+var errBadSnapshot = errors.New("unreadable v2 snapshot")
+
+func loadSnapshot(f snapFile, ents []raftpb.Entry, walDir, spoolPath string) (*LoadResult, error) {
+	sec, err := openSnapshot(f)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
+	}
+	defer sec.f.Close()
+	keep, err := keysReadByReplay(ents, walDir)
+	if err != nil {
+		return nil, err
+	}
+	spool, err := createSpool(spoolPath)
+	if err != nil {
+		return nil, err
+	}
+	res := &LoadResult{Values: spool, SnapshotIndex: f.index, AppliedIndex: f.index}
+	skeleton, storeIndex, err := decodeSkeleton(sec.data, spool, keep)
+	if err == nil {
+		err = spool.finish()
+	}
+	if err != nil {
+		res.Close()
+		return nil, fmt.Errorf("read v2 snapshot %s: %w", f.path, err)
+	}
+	spool.storeIndex = storeIndex
+	st := v2store.New(clusterPrefix, keysPrefix)
+	if err := st.Recovery(skeleton); err != nil {
+		res.Close()
+		return nil, fmt.Errorf("recover v2 store from %s: %w", f.path, err)
+	}
+	res.Store = st
+	if err := replay(res, ents, walDir); err != nil {
+		res.Close()
+		return nil, err
+	}
+	return res, nil
+}
+
+// keysReadByReplay names the keys whose snapshot value the WAL replay reads: a
+// compare on prevValue, or a TTL refresh that keeps the value.
+func keysReadByReplay(ents []raftpb.Entry, walDir string) (map[string]bool, error) {
+	keep := map[string]bool{}
+	for _, e := range ents {
+		r, err := v2Request(e, walDir)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil {
+			continue
+		}
+		if refresh, _ := pbutil.GetBool(r.Refresh); refresh || r.PrevValue != "" {
+			keep[path.Clean(path.Join("/", r.Path))] = true
+		}
+	}
+	return keep, nil
+}
+
+// v2Request decodes the v2 request an entry carries, or nil for other entries.
+func v2Request(e raftpb.Entry, walDir string) (*pb.Request, error) {
+	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+		return nil, nil // membership changes: the fresh member dir gets its own
+	}
+	var raftReq pb.InternalRaftRequest
+	if !pbutil.MaybeUnmarshal(&raftReq, e.Data) {
+		// etcd 2.x and 3.0-3.5 write v2 requests as bare pb.Request.
+		var r pb.Request
+		if err := r.Unmarshal(e.Data); err != nil {
+			return nil, fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
+		}
+		return &r, nil
+	}
+	// Other v3 requests touch the v3 backend, not the v2 store.
+	return raftReq.V2, nil
 }
 
 func readWAL(lg *zap.Logger, walDir string, at walpb.Snapshot) ([]raftpb.Entry, raftpb.HardState, error) {
@@ -100,23 +192,13 @@ func readWAL(lg *zap.Logger, walDir string, at walpb.Snapshot) ([]raftpb.Entry, 
 func replay(res *LoadResult, ents []raftpb.Entry, walDir string) error {
 	for _, e := range ents {
 		res.AppliedIndex = e.Index
-		if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
-			continue // membership changes: the fresh member dir gets its own
+		r, err := v2Request(e, walDir)
+		if err != nil {
+			return err
 		}
-		var raftReq pb.InternalRaftRequest
-		if !pbutil.MaybeUnmarshal(&raftReq, e.Data) {
-			// etcd 2.x and 3.0-3.5 write v2 requests as bare pb.Request.
-			var r pb.Request
-			if err := r.Unmarshal(e.Data); err != nil {
-				return fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
-			}
-			applyV2(res.Store, &r)
-			continue
+		if r != nil {
+			applyV2(res.Store, r)
 		}
-		if raftReq.V2 != nil {
-			applyV2(res.Store, raftReq.V2)
-		}
-		// Other v3 requests touch the v3 backend, not the v2 store.
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 )
 
 // FileName is the name of the version file in the data dir root.
@@ -53,12 +55,23 @@ func Write(dataDir string, p Pair) error {
 	if err := p.validate(); err != nil {
 		return err
 	}
-	return WriteFileDurable(Path(dataDir), []byte(p.String()+"\n"), 0o644)
+	return writeFileDurable(Path(dataDir), []byte(p.String()+"\n"), 0o644, true)
 }
 
 // WriteFileDurable atomically replaces path with data (temp file, fsync, rename,
 // fsync of the parent directory).
 func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
+	return writeFileDurable(path, data, perm, false)
+}
+
+// writeFileDurable is WriteFileDurable; faults marks the version.txt write, where
+// the crash tests inject kills.
+func writeFileDurable(path string, data []byte, perm os.FileMode, faults bool) error {
+	point := func(name string) {
+		if faults {
+			fault.Point(name)
+		}
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -73,8 +86,9 @@ func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
 		}
 	}()
 	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmpName, err)
+		return fmt.Errorf("write %s (%d bytes): %w", tmpName, len(data), err)
 	}
+	point(fault.VersionAfterTemp)
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmpName, err)
 	}
@@ -84,10 +98,12 @@ func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmpName, err)
 	}
+	point(fault.VersionAfterSync)
 	if err := os.Rename(tmpName, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmpName, path, err)
 	}
 	done = true
+	point(fault.VersionAfterRename)
 	return SyncDir(dir)
 }
 

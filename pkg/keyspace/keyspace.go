@@ -1,0 +1,168 @@
+// Package keyspace digests the live v3 keyspace of a data dir offline, so each step
+// can prove it changed no key: a step's etcd starts, changes versions and stops,
+// and the keys must come out as they went in.
+package keyspace
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/server/v3/lease/leasepb"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Digest sums the live keys: every key's record (key, value, create and mod
+// revision, version, lease and that lease's granted TTL) is hashed to 64 bits.
+// Keys without a lease are summed (order does not matter); leased keys are kept one
+// by one, because a lease may expire while a step's etcd runs (Kubernetes' master
+// leases live 15 s), which deletes its keys legitimately.
+type Digest struct {
+	Keys      int
+	unleased  uint64
+	unleasedN int
+	leased    map[string]leasedKey
+	leases    map[int64]int64 // lease ID -> granted TTL
+	Duration  time.Duration
+}
+
+type leasedKey struct {
+	sum   uint64
+	lease int64
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// recordSum hashes one key record with two CRC-32s of different polynomials: it
+// guards against bugs and I/O errors, not an adversary.
+func recordSum(kv *mvccpb.KeyValue, ttl int64) uint64 {
+	var hdr [56]byte
+	for i, v := range []int64{int64(len(kv.Key)), int64(len(kv.Value)), kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease, ttl} {
+		binary.BigEndian.PutUint64(hdr[i*8:], uint64(v))
+	}
+	c, e := crc32.Update(0, castagnoli, hdr[:]), crc32.Update(0, crc32.IEEETable, hdr[:])
+	for _, f := range [][]byte{kv.Key, kv.Value} {
+		c, e = crc32.Update(c, castagnoli, f), crc32.Update(e, crc32.IEEETable, f)
+	}
+	return uint64(c)<<32 | uint64(e)
+}
+
+// releaseEvery is how many key revisions are read between releases of the mapped
+// pages (reading the db through its mmap would otherwise keep all of it resident).
+const releaseEvery = 8192
+
+// Of digests the keyspace of the etcd3 data dir dataDir (read-only; no etcd may
+// hold the data).
+func Of(dataDir string) (*Digest, error) {
+	start := time.Now()
+	path := versionfile.BackendPath(dataDir)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("keyspace digest: %w", err)
+	}
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("keyspace digest: open %s: %w", path, err)
+	}
+	defer db.Close()
+	d := &Digest{leased: map[string]leasedKey{}, leases: map[int64]int64{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
+			err := lb.ForEach(func(_, v []byte) error {
+				var l leasepb.Lease
+				if err := l.Unmarshal(v); err != nil {
+					return fmt.Errorf("lease record: %w", err)
+				}
+				d.leases[l.ID] = l.TTL
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		// The live key is a key's newest revision unless that is a tombstone.
+		live := map[string]leasedKey{}
+		n := 0
+		err := v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, tombstone bool) error {
+			if n++; n%releaseEvery == 0 {
+				v3backend.ReleaseMapped(db, tx.Size())
+			}
+			if tombstone {
+				delete(live, string(kv.Key))
+				return nil
+			}
+			live[string(kv.Key)] = leasedKey{sum: recordSum(kv, d.leases[kv.Lease]), lease: kv.Lease}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for k, r := range live {
+			if r.lease == 0 {
+				d.unleased += r.sum
+				d.unleasedN++
+			} else {
+				d.leased[k] = r
+			}
+		}
+		d.Keys = len(live)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keyspace digest of %s: %w", path, err)
+	}
+	d.Duration = time.Since(start)
+	return d, nil
+}
+
+// ErrChanged is wrapped by Compare's error.
+var ErrChanged = errors.New("the keyspace changed")
+
+// Compare checks that after holds the keys of before: the same keys without a
+// lease, bit for bit; the same leased keys, except those whose lease no longer
+// exists (expired or revoked while etcd ran). It returns how many leased keys
+// expired.
+func Compare(before, after *Digest) (expired int, err error) {
+	var diffs []string
+	if before.unleasedN != after.unleasedN || before.unleased != after.unleased {
+		diffs = append(diffs, fmt.Sprintf("keys without a lease: %d before, %d after, digests %016x and %016x", before.unleasedN, after.unleasedN, before.unleased, after.unleased))
+	}
+	for k, a := range after.leased {
+		b, ok := before.leased[k]
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("leased key %q appeared", k))
+		case a != b:
+			diffs = append(diffs, fmt.Sprintf("leased key %q changed", k))
+		}
+	}
+	for k, b := range before.leased {
+		if _, ok := after.leased[k]; ok {
+			continue
+		}
+		if _, alive := after.leases[b.lease]; alive {
+			diffs = append(diffs, fmt.Sprintf("leased key %q lost while its lease %x still exists", k, b.lease))
+			continue
+		}
+		expired++
+	}
+	if len(diffs) > 0 {
+		sort.Strings(diffs)
+		more := ""
+		if len(diffs) > 3 {
+			more = fmt.Sprintf(" (and %d more)", len(diffs)-3)
+			diffs = diffs[:3]
+		}
+		return expired, fmt.Errorf("%w: %s%s", ErrChanged, strings.Join(diffs, "; "), more)
+	}
+	return expired, nil
+}
