@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -293,4 +294,39 @@ func CopyDir(t testing.TB, src string) string {
 		t.Fatalf("copy %s: %v: %s", src, err, out)
 	}
 	return dst
+}
+
+// Serves says whether etcd-<version> starts on a copy of dataDir and answers a read
+// within 15 s (false as soon as it exits).
+func Serves(t testing.TB, binDir, version, dataDir string) bool {
+	t.Helper()
+	port, peer := FreePort(t), FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	args := []string{"--name=etcd-member", "--data-dir=" + CopyDir(t, dataDir),
+		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer)}
+	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	defer func() { _ = cmd.Process.Kill(); <-exited }()
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		if resp, err := hc.Get(url + "/health"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
 }

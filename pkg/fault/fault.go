@@ -6,6 +6,11 @@
 //	ETCD_MIGRATE_FAULT=<point>:<n>  ... the n-th time (counting from 1)
 //
 // A child etcd dies with migrate (Pdeathsig), as it would under a kubelet kill.
+//
+//	ETCD_MIGRATE_FAULT_FILL=<point>[:<n>]@<file>  fill the file system of <file>
+//	                                               by writing <file> until ENOSPC
+//
+// makes every later write on that file system fail for real (the full-disk tests).
 package fault
 
 import (
@@ -15,8 +20,11 @@ import (
 	"sync"
 )
 
-// Env names the fault to inject.
-const Env = "ETCD_MIGRATE_FAULT"
+// Env names the kill to inject; FillEnv the point at which to fill the disk.
+const (
+	Env     = "ETCD_MIGRATE_FAULT"
+	FillEnv = "ETCD_MIGRATE_FAULT_FILL"
+)
 
 // The injection points, in the order a run reaches them.
 const (
@@ -46,39 +54,90 @@ var Points = []string{
 	RollbackMidWrite, RollbackBeforeSwap,
 }
 
-var (
-	once   sync.Once
-	target string
-	nth    int
-	mu     sync.Mutex
-	hits   int
-)
+// trigger is one configured fault: a point, the occurrence that fires it and how
+// many times the point was reached.
+type trigger struct {
+	point string
+	nth   int
+	hits  int
+	arg   string
+}
 
-func load() {
-	v := os.Getenv(Env)
+func (t *trigger) parse(v string) {
 	if v == "" {
 		return
 	}
-	target, nth = v, 1
+	t.point, t.nth = v, 1
 	if i := strings.LastIndexByte(v, ':'); i > 0 {
 		if n, err := strconv.Atoi(v[i+1:]); err == nil && n > 0 {
-			target, nth = v[:i], n
+			t.point, t.nth = v[:i], n
 		}
 	}
 }
 
-// Point kills the process if the configured fault names this point and this is
-// the configured occurrence.
+// reached counts a visit of point and says whether the fault fires now.
+func (t *trigger) reached(point string) bool {
+	if t.point == "" || point != t.point {
+		return false
+	}
+	t.hits++
+	return t.hits == t.nth
+}
+
+var (
+	once   sync.Once
+	mu     sync.Mutex
+	killAt trigger
+	fillAt trigger
+)
+
+func load() {
+	killAt.parse(os.Getenv(Env))
+	if v := os.Getenv(FillEnv); v != "" {
+		if point, file, ok := strings.Cut(v, "@"); ok && file != "" {
+			fillAt.parse(point)
+			fillAt.arg = file
+		}
+	}
+}
+
+// Point injects the configured faults that name this point at this occurrence.
 func Point(name string) {
 	once.Do(load)
-	if target == "" || name != target {
+	mu.Lock()
+	kill := killAt.reached(name)
+	fill := fillAt.reached(name)
+	mu.Unlock()
+	if fill {
+		fillDisk(fillAt.arg)
+	}
+	if kill {
+		killProcess()
+	}
+}
+
+// fillDisk writes file until its file system has no space left (errors ignored:
+// a full disk is the point).
+func fillDisk(file string) {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
 		return
 	}
-	mu.Lock()
-	hits++
-	hit := hits == nth
-	mu.Unlock()
-	if hit {
-		kill()
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = 0xa5 // not zeros, which some file systems store as holes
 	}
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	// The last bytes a 1 MiB write could not take.
+	for {
+		if _, err := f.Write(buf[:512]); err != nil {
+			break
+		}
+	}
+	_ = f.Sync()
 }

@@ -4,7 +4,7 @@ package fault
 
 import "syscall"
 
-func kill() {
+func killProcess() {
 	_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
 	select {} // the signal is on its way
 }

@@ -2,7 +2,7 @@ package fault
 
 import "os"
 
-func kill() {
+func killProcess() {
 	p, err := os.FindProcess(os.Getpid())
 	if err == nil {
 		_ = p.Kill()

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
@@ -21,6 +23,10 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
+
+// StepSpace is about the room a step's etcd needs to write: a new 64 MiB WAL
+// segment, allocated up front.
+const StepSpace = 64 << 20
 
 // Executor runs planned steps on one data dir.
 type Executor struct {
@@ -73,6 +79,18 @@ func BinariesFor(binDir string, s Step) []string {
 // Run executes one step and records its result in version.txt only once the data is
 // in that state. It logs one line per step, with its timings.
 func (e *Executor) Run(ctx context.Context, s Step) error {
+	err := e.run(ctx, s)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// etcd dies of a full disk with "failed to save snapshot" or the like:
+		// say what is wrong.
+		if hint := diskspace.Hint(e.DataDir, StepSpace); hint != "" {
+			err = fmt.Errorf("%w; %s", err, hint)
+		}
+	}
+	return err
+}
+
+func (e *Executor) run(ctx context.Context, s Step) error {
 	start := time.Now()
 	attrs := []any{"kind", string(s.Kind), "from", s.From.String(), "version_txt", s.To.String()}
 	switch s.Kind {
@@ -116,6 +134,11 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 	default:
 		return fmt.Errorf("unknown step kind %q", s.Kind)
 	}
+	return e.record(s, attrs, start)
+}
+
+// record writes version.txt for a finished step.
+func (e *Executor) record(s Step, attrs []any, start time.Time) error {
 	if err := versionfile.Write(e.DataDir, s.To); err != nil {
 		return err
 	}

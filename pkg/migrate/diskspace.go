@@ -1,0 +1,93 @@
+package migrate
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// checkDiskSpace refuses a run its file systems cannot hold, before anything is
+// written (a full disk mid-step is survivable, but an operator would rather know
+// first): the backup needs the data's size beside the data dir; a step that writes
+// a second member dir (conversions, snapshot restore) about the data's size again
+// in the data dir; any etcd run room for a new WAL segment and a snapshot.
+func (c *Config) checkDiskSpace(plan []steps.Step) error {
+	var backup, rewrite, runsEtcd bool
+	for _, s := range plan {
+		switch {
+		case s.Kind == steps.KindWriteVersion:
+			continue
+		case s.Kind == steps.KindV2ToV3, s.Kind == steps.KindRollbackToEtcd2, steps.RollbackBySnapshot(s):
+			rewrite = true
+		}
+		backup = c.Backup
+		runsEtcd = true
+	}
+	if !runsEtcd {
+		return nil
+	}
+	size, err := allocatedSize(c.DataDir)
+	if err != nil {
+		return err
+	}
+	inData := int64(steps.StepSpace) + size/4
+	if rewrite {
+		inData += size
+	}
+	parent := filepath.Dir(filepath.Clean(c.DataDir))
+	if backup && diskspace.SameFileSystem(parent, c.DataDir) {
+		inData += size
+		backup = false
+	}
+	if err := needFree(c.DataDir, inData, "the steps"); err != nil {
+		return err
+	}
+	if backup {
+		return needFree(parent, size, "the backup")
+	}
+	return nil
+}
+
+func needFree(dir string, need int64, what string) error {
+	free, ok := diskspace.Free(dir)
+	if !ok || free >= need {
+		return nil
+	}
+	hint := "free space there"
+	if strings.Contains(what, "backup") {
+		hint += " or run with --backup=false"
+	}
+	return fmt.Errorf("not enough disk space in %s: %s need about %d MiB, %d MiB are free; %s", dir, what, diskspace.MiB(need), diskspace.MiB(free), hint)
+}
+
+// allocatedSize is the disk space the data dir's files take (holes of sparse
+// files not counted), without migrate's work dirs.
+func allocatedSize(dataDir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), versionfile.WorkDirPrefix) {
+			return fs.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += diskspace.Allocated(info)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dataDir, err)
+	}
+	return total, nil
+}
