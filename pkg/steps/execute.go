@@ -93,11 +93,23 @@ func (e *Executor) Run(ctx context.Context, s Step) error {
 func (e *Executor) run(ctx context.Context, s Step) error {
 	start := time.Now()
 	attrs := []any{"kind", string(s.Kind), "from", s.From.String(), "version_txt", s.To.String()}
-	switch s.Kind {
-	case KindWriteVersion:
+	if s.Kind == KindWriteVersion {
 		if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
+		if err := versionfile.Write(e.DataDir, s.To); err != nil {
+			return err
+		}
+		e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
+		return nil
+	}
+	// The record is written (not yet renamed) before the step changes anything.
+	record, err := versionfile.Prepare(e.DataDir, s.To)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	defer record.Abort()
+	switch s.Kind {
 	case KindUpgradeMinor, KindRollbackMinor:
 		// etcd3 -> etcd3: the keys must come out as they went in.
 		reused := e.keys != nil
@@ -134,12 +146,7 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 	default:
 		return fmt.Errorf("unknown step kind %q", s.Kind)
 	}
-	return e.record(s, attrs, start)
-}
-
-// record writes version.txt for a finished step.
-func (e *Executor) record(s Step, attrs []any, start time.Time) error {
-	if err := versionfile.Write(e.DataDir, s.To); err != nil {
+	if err := record.Commit(); err != nil {
 		return err
 	}
 	// Only now that version.txt records the step may a replaced member dir go.

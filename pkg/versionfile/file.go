@@ -52,26 +52,78 @@ func Read(dataDir string) (Pair, error) {
 // the same directory, is fsynced, renamed over version.txt and the directory is
 // fsynced, so a crash leaves either the old or the new content, never a torn one.
 func Write(dataDir string, p Pair) error {
-	if err := p.validate(); err != nil {
+	w, err := Prepare(dataDir, p)
+	if err != nil {
 		return err
 	}
-	return writeFileDurable(Path(dataDir), []byte(p.String()+"\n"), 0o644, true)
+	if err := w.Commit(); err != nil {
+		w.Abort()
+		return err
+	}
+	return nil
 }
+
+// Pending is a version.txt update written ahead: the temp file holds the new line,
+// fsynced, and Commit only renames it. A step prepares its record before it
+// changes anything, so a disk that fills during the step cannot keep the step from
+// being recorded.
+type Pending struct {
+	dataDir, tmp string
+}
+
+// Prepare writes the temp file of a version.txt update to p (and removes temp files
+// an interrupted run left).
+func Prepare(dataDir string, p Pair) (*Pending, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	stale, _ := filepath.Glob(filepath.Join(dataDir, "."+FileName+".tmp-*"))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
+	data := []byte(p.String() + "\n")
+	tmp, err := os.CreateTemp(dataDir, "."+FileName+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", Path(dataDir), err)
+	}
+	w := &Pending{dataDir: dataDir, tmp: tmp.Name()}
+	err = func() error {
+		defer tmp.Close()
+		if _, err := tmp.Write(data); err != nil {
+			return fmt.Errorf("write %s (%d bytes): %w", w.tmp, len(data), err)
+		}
+		fault.Point(fault.VersionAfterTemp)
+		if err := tmp.Chmod(0o644); err != nil {
+			return fmt.Errorf("chmod %s: %w", w.tmp, err)
+		}
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", w.tmp, err)
+		}
+		return tmp.Close()
+	}()
+	if err != nil {
+		w.Abort()
+		return nil, err
+	}
+	fault.Point(fault.VersionAfterSync)
+	return w, nil
+}
+
+// Commit renames the temp file over version.txt and fsyncs the directory.
+func (w *Pending) Commit() error {
+	if err := os.Rename(w.tmp, Path(w.dataDir)); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", w.tmp, Path(w.dataDir), err)
+	}
+	fault.Point(fault.VersionAfterRename)
+	return SyncDir(w.dataDir)
+}
+
+// Abort removes the temp file (nothing when Commit renamed it).
+func (w *Pending) Abort() { _ = os.Remove(w.tmp) }
 
 // WriteFileDurable atomically replaces path with data (temp file, fsync, rename,
 // fsync of the parent directory).
 func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
-	return writeFileDurable(path, data, perm, false)
-}
-
-// writeFileDurable is WriteFileDurable; faults marks the version.txt write, where
-// the crash tests inject kills.
-func writeFileDurable(path string, data []byte, perm os.FileMode, faults bool) error {
-	point := func(name string) {
-		if faults {
-			fault.Point(name)
-		}
-	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -88,7 +140,6 @@ func writeFileDurable(path string, data []byte, perm os.FileMode, faults bool) e
 	if _, err := tmp.Write(data); err != nil {
 		return fmt.Errorf("write %s (%d bytes): %w", tmpName, len(data), err)
 	}
-	point(fault.VersionAfterTemp)
 	if err := tmp.Chmod(perm); err != nil {
 		return fmt.Errorf("chmod %s: %w", tmpName, err)
 	}
@@ -98,12 +149,10 @@ func writeFileDurable(path string, data []byte, perm os.FileMode, faults bool) e
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", tmpName, err)
 	}
-	point(fault.VersionAfterSync)
 	if err := os.Rename(tmpName, path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", tmpName, path, err)
 	}
 	done = true
-	point(fault.VersionAfterRename)
 	return SyncDir(dir)
 }
 
