@@ -13,3 +13,10 @@ func setProcAttrs(cmd *exec.Cmd) {
 }
 
 func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
+
+// kill SIGKILLs the child's process group (Setpgid made the child its leader), then
+// the child itself in case the group is gone.
+func kill(p *os.Process) {
+	_ = syscall.Kill(-p.Pid, syscall.SIGKILL)
+	_ = p.Kill()
+}

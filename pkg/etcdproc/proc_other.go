@@ -10,3 +10,5 @@ import (
 func setProcAttrs(*exec.Cmd) {}
 
 func terminate(p *os.Process) error { return p.Signal(os.Interrupt) }
+
+func kill(p *os.Process) { _ = p.Kill() }

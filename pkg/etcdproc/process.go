@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -65,7 +67,7 @@ func (c Config) Args() []string {
 		"--data-dir=" + c.DataDir,
 		"--listen-client-urls=" + c.ClientURL,
 		"--advertise-client-urls=" + c.ClientURL,
-		"--listen-peer-urls=" + c.ListenPeerURLs,
+		"--listen-peer-urls=" + LoopbackURLs(c.ListenPeerURLs),
 		"--initial-advertise-peer-urls=" + c.InitialAdvertisePeerURLs,
 		"--initial-cluster=" + c.InitialCluster,
 		fmt.Sprintf("--snapshot-count=%d", c.SnapshotCount),
@@ -92,6 +94,36 @@ func (c Config) Args() []string {
 		args = append(args, flag+"="+c.DowngradeCheckTime.String())
 	}
 	return append(args, c.ExtraArgs...)
+}
+
+// LoopbackURLs rewrites a comma-separated list of listen URLs so that each binds a
+// loopback address: a non-loopback host (0.0.0.0, a pod or host IP, a name) becomes
+// 127.0.0.1, scheme and port kept. The steps' etcd is a private single member that
+// no peer ever dials, so its peer listener needs no outside address; the URLs the
+// member advertises live in the data and are not changed. Unparsable URLs are left
+// for the caller to reject.
+func LoopbackURLs(list string) string {
+	parts := strings.Split(list, ",")
+	for i, raw := range parts {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			continue
+		}
+		if h := u.Hostname(); h == "localhost" || isLoopbackIP(h) {
+			continue
+		}
+		u.Host = net.JoinHostPort("127.0.0.1", u.Port())
+		if u.Port() == "" {
+			u.Host = "127.0.0.1"
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func isLoopbackIP(h string) bool {
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Process is a running etcd child.
@@ -204,8 +236,14 @@ func tellingLine(lines []string) string {
 	return "last error line: " + pick
 }
 
-// Stop sends SIGTERM, waits up to StopTimeout, then SIGKILLs. It reports whether the
-// child had to be killed; a graceful exit is the normal case.
+// killWait bounds the wait for a SIGKILLed child to be reaped and its output
+// pipes to close.
+const killWait = 10 * time.Second
+
+// Stop sends SIGTERM, waits up to StopTimeout, then SIGKILLs the child's process
+// group (anything it started dies with it and cannot keep its output pipes open).
+// It reports whether the child had to be killed; a graceful exit is the normal
+// case. It never waits longer than StopTimeout plus killWait.
 func (p *Process) Stop() (killed bool, err error) {
 	select {
 	case <-p.done:
@@ -215,14 +253,21 @@ func (p *Process) Stop() (killed bool, err error) {
 	if err := terminate(p.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return false, fmt.Errorf("stop etcd %s (pid %d): %w", p.cfg.Version, p.Pid(), err)
 	}
+	t := time.NewTimer(p.cfg.StopTimeout)
+	defer t.Stop()
 	select {
 	case <-p.done:
 		return false, nil
-	case <-time.After(p.cfg.StopTimeout):
+	case <-t.C:
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return true, nil
+	p.cfg.Logger.Warn("etcd did not stop within the stop timeout: killing it", "etcd", p.cfg.Version.String(), "pid", p.Pid(), "stop_timeout", p.cfg.StopTimeout.String())
+	kill(p.cmd.Process)
+	select {
+	case <-p.done:
+		return true, nil
+	case <-time.After(killWait):
+		return true, fmt.Errorf("etcd %s (pid %d) was killed after not stopping within %s, but its output did not end within %s more", p.cfg.Version, p.Pid(), p.cfg.StopTimeout, killWait)
+	}
 }
 
 // sleepOrDone waits d, or returns an error if ctx ends or the child exits first.

@@ -3,6 +3,7 @@ package etcdproc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-semver/semver"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -81,6 +84,9 @@ func (p *Process) WaitVersions(ctx context.Context) (ServerVersions, error) {
 // With no wants it waits until etcd answers at all.
 func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersions, error) {
 	want := strings.Join(wants, " or ")
+	if want == "" {
+		want = "it to answer"
+	}
 	var last ServerVersions
 	var lastErr error
 	for {
@@ -116,18 +122,34 @@ func (p *Process) Client() (*clientv3.Client, error) {
 	})
 }
 
-// Write commits one raft entry that leaves the keyspace untouched: a lease grant and
-// its revoke. Both go through consensus and the backend, so success proves writes
+// readinessLease is the ID of the lease Write grants and revokes ("migr-rdy"):
+// a fixed ID lets the next step find and revoke one that a step cut short between
+// the two left behind, so no stray lease outlives the migration.
+const readinessLease = int64(0x6d6967722d726479)
+
+// Write commits a write that leaves the keyspace untouched: a lease grant and its
+// revoke. Both go through consensus and the backend, so success proves writes
 // work, yet no key and no revision changes (a revoke of a lease without keys does
 // not bump the revision).
 func Write(ctx context.Context, c *clientv3.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	l, err := c.Grant(ctx, 60)
+	grant := func() error {
+		_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: readinessLease, TTL: 5})
+		return rpctypes.Error(err)
+	}
+	err := grant()
+	if errors.Is(err, rpctypes.ErrLeaseExist) {
+		// Left by a step cut short: revoke it and grant again.
+		if _, err := c.Revoke(ctx, clientv3.LeaseID(readinessLease)); err != nil {
+			return fmt.Errorf("revoke the readiness lease a cut-short step left: %w", err)
+		}
+		err = grant()
+	}
 	if err != nil {
 		return fmt.Errorf("lease grant: %w", err)
 	}
-	if _, err := c.Revoke(ctx, l.ID); err != nil {
+	if _, err := c.Revoke(ctx, clientv3.LeaseID(readinessLease)); err != nil {
 		return fmt.Errorf("lease revoke: %w", err)
 	}
 	return nil

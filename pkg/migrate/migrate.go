@@ -148,6 +148,14 @@ func (c *Config) Plan() (Status, []steps.Step, error) {
 // lock is returned still held, so the caller can hand it to the exec'd etcd.
 func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	log := c.Logger
+	real, err := resolveDataDir(c.DataDir)
+	if err != nil {
+		return nil, inputErr(err)
+	}
+	if real != filepath.Clean(c.DataDir) {
+		log.Info("data dir is a symbolic link: migrating the directory it points to", "data_dir", c.DataDir, "real_path", real)
+		c.DataDir = real
+	}
 	if err := os.MkdirAll(filepath.Dir(filepath.Clean(c.DataDir)), 0o755); err != nil {
 		return nil, inputErr(fmt.Errorf("create parent of data dir %s: %w", c.DataDir, err))
 	}
@@ -162,6 +170,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		}
 	}()
 	start := time.Now()
+	if err := checkDataDirAccess(c.DataDir); err != nil {
+		return nil, inputErr(err)
+	}
 	if err := c.recoverReplacement(); err != nil {
 		return nil, err
 	}
@@ -226,8 +237,9 @@ func (c *Config) recoverReplacement() error {
 }
 
 // preflight checks what the plan needs before anything is touched: every binary it
-// runs (and the target's, for the exec) exists and is executable, the private ports
-// are free and loopback.
+// runs (and the target's, for the exec) exists, is executable and reports the
+// version its name says; the files ETCD_CREDS names can be read and it adds no
+// non-loopback listener; the private ports are free and loopback.
 func (c *Config) preflight(plan []steps.Step) error {
 	bins := []string{steps.EtcdBinary(c.BinDir, c.Target.Version)}
 	runsEtcd := false
@@ -240,6 +252,9 @@ func (c *Config) preflight(plan []steps.Step) error {
 		if err := checkExecutable(b); err != nil {
 			return err
 		}
+	}
+	if err := checkBinaryVersions(bins); err != nil {
+		return err
 	}
 	for _, s := range plan {
 		if s.Kind == steps.KindRollbackToEtcd2 {
@@ -256,6 +271,15 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if !runsEtcd {
 		return nil
 	}
+	if err := c.checkDiskSpace(plan); err != nil {
+		return err
+	}
+	if err := checkExtraArgFiles(c.ExtraArgs); err != nil {
+		return err
+	}
+	if err := checkExtraArgListeners(c.ExtraArgs); err != nil {
+		return err
+	}
 	u, err := url.Parse(c.ClientURL)
 	if err != nil || u.Port() == "" {
 		return fmt.Errorf("private client URL %q is not a URL with a port (LISTEN_CLIENT_URLS)", c.ClientURL)
@@ -266,7 +290,8 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if err := checkFree("client", u.Host); err != nil {
 		return err
 	}
-	for _, pu := range strings.Split(c.ListenPeerURLs, ",") {
+	// The steps' etcd listens for peers on loopback (etcdproc.LoopbackURLs).
+	for _, pu := range strings.Split(etcdproc.LoopbackURLs(c.ListenPeerURLs), ",") {
 		u, err := url.Parse(strings.TrimSpace(pu))
 		if err != nil || u.Port() == "" {
 			return fmt.Errorf("peer URL %q is not a URL with a port (LISTEN_PEER_URLS)", pu)

@@ -1,0 +1,244 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// resolveDataDir follows a data dir that is (or lies below) a symbolic link to the
+// real directory: a kubelet hostPath may well be a symlink, and the operator means
+// the data it points at. Everything then works on the real path: the lock sits
+// beside the real data dir (a second migrator given the other spelling finds it
+// held), the backup copies the real files (not the link), and the steps' etcd is
+// given the real path. A link whose target does not exist is refused: there is no
+// data to migrate, and creating a data dir behind a dangling link is a guess.
+func resolveDataDir(dataDir string) (string, error) {
+	fi, err := os.Lstat(dataDir)
+	if err != nil {
+		// Missing: a new data dir, created by the first step. A dangling link in a
+		// parent shows up when the parent is created.
+		return dataDir, nil
+	}
+	real, err := filepath.EvalSymlinks(dataDir)
+	if err != nil {
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(dataDir)
+			return "", fmt.Errorf("data dir %s is a symbolic link to %s, which does not exist: point --data-dir (DATA_DIRECTORY) at the etcd data directory or fix the link", dataDir, target)
+		}
+		return "", fmt.Errorf("data dir %s: %w", dataDir, err)
+	}
+	return real, nil
+}
+
+// checkDataDirAccess refuses a data dir this process cannot read and write (a
+// read-only mount, wrong owner or mode) before anything is touched; etcd would fail
+// on it mid-step, after the backup, with a less clear message.
+func checkDataDirAccess(dataDir string) error {
+	fi, err := os.Stat(dataDir)
+	if err != nil || !fi.IsDir() {
+		return nil // missing (created later) or not a dir (Inspect says so)
+	}
+	if err := accessRW(dataDir); err != nil {
+		return fmt.Errorf("data dir %s is not readable and writable by this process (uid %d): %w; etcd and migrate need to write it: fix its mount, owner or mode", dataDir, os.Getuid(), err)
+	}
+	return nil
+}
+
+// fileFlag is one --<name>-file=<path> (or "--<name>-file <path>") of ETCD_CREDS.
+type fileFlag struct{ name, path string }
+
+// fileFlags lists the flags of args that name a file (etcd spells them all
+// --*-file: cert, key, trusted CA, CRL, config), in either form etcd accepts.
+func fileFlags(args []string) []fileFlag {
+	var out []fileFlag
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasSuffix(name, "-file") {
+			continue
+		}
+		if !hasVal {
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				val = args[i+1]
+				i++
+			}
+		}
+		out = append(out, fileFlag{name: "--" + name, path: val})
+	}
+	return out
+}
+
+// checkExtraArgFiles checks that every file ETCD_CREDS names exists and can be
+// opened for reading, so a wrong TLS path is an input error naming the flag and the
+// path, not an etcd that exits mid-step. The files are opened, never read: their
+// content (keys) goes nowhere near a log.
+func checkExtraArgFiles(args []string) error {
+	for _, f := range fileFlags(args) {
+		if f.path == "" {
+			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s has no path", f.name)
+		}
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s: %w: fix the path or mount the file", f.name, f.path, unwrapPathErr(err))
+		}
+		if fi.IsDir() {
+			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s is a directory, not a file", f.name, f.path)
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s cannot be read: %w: fix its owner or mode", f.name, f.path, unwrapPathErr(err))
+		}
+		fh.Close()
+	}
+	return nil
+}
+
+// checkExtraArgListeners refuses ETCD_CREDS that would make the steps' etcd listen
+// on a non-loopback address (the extra args come last and win): the migration etcd
+// is private. Listen flags for the final etcd go after --.
+func checkExtraArgListeners(args []string) error {
+	for i := 0; i < len(args); i++ {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !strings.HasPrefix(args[i], "-") || !strings.HasPrefix(name, "listen-") {
+			continue
+		}
+		if !hasVal && i+1 < len(args) {
+			val = args[i+1]
+			i++
+		}
+		for _, raw := range strings.Split(val, ",") {
+			u, err := url.Parse(strings.TrimSpace(raw))
+			if err != nil || !isLoopback(u.Hostname()) {
+				return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args) sets --%s=%s: the migration etcd listens on loopback only; give the final etcd its listen URLs after --", name, val)
+			}
+		}
+	}
+	return nil
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// versionCheckTimeout bounds one `<binary> --version`.
+const versionCheckTimeout = 10 * time.Second
+
+// checkBinaryVersions runs every bundled binary the run uses with its version
+// command, all at once (a few milliseconds each), and refuses one that reports
+// another version than its file name: a mislabeled binary would otherwise run a
+// step at the wrong version, which the step's version wait may not catch.
+func checkBinaryVersions(bins []string) error {
+	seen := map[string]bool{}
+	var uniq []string
+	for _, b := range bins {
+		if !seen[b] {
+			seen[b] = true
+			uniq = append(uniq, b)
+		}
+	}
+	sort.Strings(uniq)
+	errs := make([]error, len(uniq))
+	var wg sync.WaitGroup
+	for i, b := range uniq {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = checkBinaryVersion(b)
+		}()
+	}
+	wg.Wait()
+	return firstNonNil(errs)
+}
+
+func firstNonNil(errs []error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// checkBinaryVersion runs path's version command and compares the version it
+// prints with the one its name ends in (etcd-3.5.35, etcdctl-3.5.35, etcdutl-3.5.35).
+func checkBinaryVersion(path string) error {
+	base := filepath.Base(path)
+	tool, want, ok := strings.Cut(base, "-")
+	if !ok {
+		return nil
+	}
+	if _, err := versionfile.ParseVersion(want); err != nil {
+		return nil // not a versioned bundled binary
+	}
+	var args []string
+	var prefix string
+	switch tool {
+	case "etcd":
+		args, prefix = []string{"--version"}, "etcd Version:"
+	case "etcdctl":
+		args, prefix = []string{"version"}, "etcdctl version:"
+	case "etcdutl":
+		args, prefix = []string{"version"}, "etcdutl version:"
+	default:
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), versionCheckTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(envWithoutEtcd(), "ETCDCTL_API=3")
+	cmd.WaitDelay = time.Second
+	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return fmt.Errorf("bundled binary %s did not answer `%s %s` within %s: it is not a working etcd binary; rebuild it (make etcd-binaries) or fix --bin-dir", path, base, strings.Join(args, " "), versionCheckTimeout)
+	}
+	got := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
+			got = strings.TrimSpace(v)
+			break
+		}
+	}
+	if got == "" {
+		why := "printed no version"
+		if err != nil {
+			why = "failed: " + err.Error()
+		}
+		return fmt.Errorf("bundled binary %s: `%s %s` %s: it is not a working %s binary; rebuild it (make etcd-binaries) or fix --bin-dir", path, base, strings.Join(args, " "), why, tool)
+	}
+	if got != want {
+		if len(got) > 40 {
+			got = got[:40] + "..."
+		}
+		return fmt.Errorf("bundled binary %s reports version %q (%s %s) but its name says %s: the bin dir holds a mislabeled binary; rebuild it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path, got, tool, strings.Join(args, " "), want)
+	}
+	return nil
+}
+
+// envWithoutEtcd drops ETCD_* variables, which etcd reads as flags.
+func envWithoutEtcd() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCD_") && !strings.HasPrefix(kv, "ETCDCTL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}

@@ -1,0 +1,198 @@
+package steps_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// fuzzCandidates are versions a bundle may hold; a fuzzed mask picks some.
+var fuzzCandidates = []string{
+	"2.2.1", "3.0.17", "3.1.20", "3.2.32", "3.3.27", "3.4.13", "3.4.30", "3.5.0",
+	"3.5.35", "3.6.0", "3.6.16", "3.7.0", "3.7.3", "3.8.1", "3.9.0", "4.0.0",
+}
+
+// fuzzVersion maps fuzzed bytes onto versions near the ones that exist: majors 2-4,
+// minors 0-11, patches 0-49.
+func fuzzVersion(maj, min, patch uint8) *version.Version {
+	return versionfile.MustVersion(fmt.Sprintf("%d.%d.%d", 2+maj%3, min%12, patch%50))
+}
+
+func storageOf(etcd2 bool) versionfile.Storage {
+	if etcd2 {
+		return versionfile.StorageEtcd2
+	}
+	return versionfile.StorageEtcd3
+}
+
+// FuzzPlan: Plan never panics; an error is one clear line; a plan is a chain from
+// the current pair to the target in which every step moves one minor at most (an
+// upgrade exactly one up, a rollback exactly one down), changes storage only by
+// the conversions, and runs only bundled binaries.
+func FuzzPlan(f *testing.F) {
+	// cur (maj, min, patch, etcd2, empty), target (maj, min, patch, etcd2),
+	// bundle mask, add target/current to the bundle, extra bundle text.
+	f.Add(uint8(1), uint8(4), uint8(13), false, false, uint8(1), uint8(7), uint8(3), false, uint16(0x1560), true, true, "")
+	f.Add(uint8(1), uint8(4), uint8(13), true, false, uint8(1), uint8(7), uint8(3), false, uint16(0x1560), false, false, "")
+	f.Add(uint8(1), uint8(7), uint8(3), false, false, uint8(1), uint8(4), uint8(13), true, uint16(0x1560), false, false, "")
+	f.Add(uint8(1), uint8(7), uint8(3), false, false, uint8(1), uint8(4), uint8(13), false, uint16(0x1020), false, false, "")
+	f.Add(uint8(1), uint8(0), uint8(17), false, false, uint8(0), uint8(2), uint8(1), true, uint16(0x0003), false, false, "")
+	f.Add(uint8(1), uint8(5), uint8(0), false, false, uint8(1), uint8(5), uint8(35), false, uint16(0x0100), false, false, "")
+	f.Add(uint8(1), uint8(3), uint8(27), true, false, uint8(1), uint8(5), uint8(35), false, uint16(0xffff), false, false, "3.3.1 3.4.0")
+	f.Add(uint8(0), uint8(0), uint8(0), false, true, uint8(1), uint8(6), uint8(16), false, uint16(0), true, false, "")
+	f.Add(uint8(2), uint8(0), uint8(0), false, false, uint8(1), uint8(9), uint8(0), false, uint16(0xffff), false, false, "3.8.0,3.9.9")
+	f.Fuzz(func(t *testing.T, cMaj, cMin, cPatch uint8, cEtcd2, empty bool, tMaj, tMin, tPatch uint8, tEtcd2 bool, mask uint16, addTarget, addCurrent bool, extra string) {
+		var bundled []*version.Version
+		for i, v := range fuzzCandidates {
+			if mask&(1<<i) != 0 {
+				bundled = append(bundled, versionfile.MustVersion(v))
+			}
+		}
+		if extra != "" {
+			more, err := steps.ParseBundled(extra)
+			if err != nil {
+				checkOneLine(t, "ParseBundled("+fmt.Sprintf("%q", extra)+")", err, len(extra))
+				return
+			}
+			bundled = append(bundled, more...)
+		}
+		target := versionfile.Pair{Version: fuzzVersion(tMaj, tMin, tPatch), Storage: storageOf(tEtcd2)}
+		if _, err := versionfile.ParsePair(target.String()); err != nil {
+			return // not a pair version.txt could hold (e.g. 2.x/etcd3)
+		}
+		var cur *versionfile.Pair
+		if !empty {
+			c := versionfile.Pair{Version: fuzzVersion(cMaj, cMin, cPatch), Storage: storageOf(cEtcd2)}
+			if _, err := versionfile.ParsePair(c.String()); err != nil {
+				return
+			}
+			cur = &c
+			if addCurrent {
+				bundled = append(bundled, c.Version)
+			}
+		}
+		if addTarget {
+			bundled = append(bundled, target.Version)
+		}
+		what := fmt.Sprintf("Plan(%v -> %v, bundled %v)", cur, target, bundled)
+		plan, err := steps.Plan(cur, target, bundled)
+		if err != nil {
+			checkOneLine(t, what, err, len(extra))
+			if !strings.Contains(err.Error(), target.Version.String()) && !strings.Contains(err.Error(), target.MinorString()) {
+				t.Fatalf("%s: the error does not name the target: %v", what, err)
+			}
+			return
+		}
+		checkChain(t, what, cur, target, bundled, plan)
+	})
+}
+
+func checkOneLine(t *testing.T, what string, err error, extra int) {
+	t.Helper()
+	msg := err.Error()
+	if strings.TrimSpace(msg) == "" || strings.ContainsAny(msg, "\n\r") || !utf8.ValidString(msg) || len(msg) > 800+8*extra {
+		t.Fatalf("%s: error is not one clear line: %q", what, msg)
+	}
+}
+
+func checkChain(t *testing.T, what string, cur *versionfile.Pair, target versionfile.Pair, bundled []*version.Version, plan []steps.Step) {
+	t.Helper()
+	isBundled := func(v *version.Version) bool {
+		for _, b := range bundled {
+			if b.Equal(v) {
+				return true
+			}
+		}
+		return false
+	}
+	fail := func(format string, a ...any) {
+		t.Helper()
+		var s []string
+		for _, st := range plan {
+			s = append(s, st.String())
+		}
+		t.Fatalf("%s = [%s]: %s", what, strings.Join(s, "; "), fmt.Sprintf(format, a...))
+	}
+	if cur == nil {
+		if len(plan) != 1 || plan[0].Kind != steps.KindWriteVersion || !plan[0].To.Equal(target) {
+			fail("an empty data dir only gets the target recorded")
+		}
+		return
+	}
+	if len(plan) == 0 {
+		if !cur.Equal(target) {
+			fail("no steps, but the data is not at the target")
+		}
+		return
+	}
+	minorDistance := cur.Minor() - target.Minor()
+	if minorDistance < 0 {
+		minorDistance = -minorDistance
+	}
+	if cur.Major() != target.Major() {
+		minorDistance = cur.Minor() + target.Minor() + 1
+	}
+	if len(plan) > minorDistance+2 {
+		fail("%d steps for %d minors", len(plan), minorDistance)
+	}
+	from := *cur
+	for i, s := range plan {
+		if !s.From.Equal(from) {
+			fail("step %d starts at %v, the previous one ended at %v", i+1, s.From, from)
+		}
+		if !isBundled(s.To.Version) {
+			fail("step %d ends at %v, which is not bundled", i+1, s.To)
+		}
+		if s.String() == "" {
+			fail("step %d prints as nothing", i+1)
+		}
+		sameMinor := versionfile.CompareMinor(s.From.Version, s.To.Version) == 0
+		switch s.Kind {
+		case steps.KindWriteVersion:
+			if !sameMinor || s.From.Storage != s.To.Storage {
+				fail("step %d records %v over %v: only a patch change needs no run", i+1, s.To, s.From)
+			}
+		case steps.KindUpgradeMinor:
+			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||
+				s.From.Major() != s.To.Major() || s.To.Minor() != s.From.Minor()+1 {
+				fail("step %d upgrades %v -> %v: not one minor up in etcd3", i+1, s.From, s.To)
+			}
+		case steps.KindV2ToV3:
+			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 || !sameMinor {
+				fail("step %d converts %v -> %v: not etcd2 -> etcd3 at one minor", i+1, s.From, s.To)
+			}
+		case steps.KindRollbackMinor:
+			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||
+				s.From.Major() != s.To.Major() || s.To.Minor() != s.From.Minor()-1 {
+				fail("step %d rolls back %v -> %v: not one minor down in etcd3", i+1, s.From, s.To)
+			}
+			if s.Via == nil || !isBundled(s.Via) || versionfile.CompareMinor(s.Via, s.From.Version) != 0 {
+				fail("step %d rolls back through %v, not a bundled etcd of %v's minor", i+1, s.Via, s.From)
+			}
+		case steps.KindRollbackToEtcd2:
+			ok := s.From.Storage == versionfile.StorageEtcd3 && s.To.Storage == versionfile.StorageEtcd2 &&
+				(sameMinor || s.To.Major() == 2 && s.From.Major() == 3 && s.From.Minor() == 0)
+			if !ok {
+				fail("step %d converts %v -> %v: not etcd3 -> etcd2 at one minor (or 3.0 -> 2.x)", i+1, s.From, s.To)
+			}
+		default:
+			fail("step %d has unknown kind %q", i+1, s.Kind)
+		}
+		for _, b := range steps.BinariesFor("/bin", s) {
+			v := b[strings.LastIndex(b, "-")+1:]
+			if !isBundled(versionfile.MustVersion(v)) {
+				fail("step %d runs %s, which is not bundled", i+1, b)
+			}
+		}
+		from = s.To
+	}
+	if !from.Equal(target) {
+		fail("the plan ends at %v, not at the target", from)
+	}
+}
