@@ -5,9 +5,23 @@
 # proxy. The newest is the default target.
 BUNDLED_VERSIONS ?= 3.4.13 3.5.35 3.6.16 3.7.3
 OUTPUT   ?= _output
-BIN_DIR  ?= $(OUTPUT)/bin
 GO       ?= go
 TEST_TIMEOUT ?= 30m
+
+# Target architecture of `make build`, `make etcd-binaries` and `make image`: amd64,
+# arm64, ppc64le or s390x. The host's own arch keeps its binaries in _output/bin (the
+# tests run those); another arch's are cross-built (GOOS=linux, CGO off) into
+# _output/bin/linux-<arch>/.
+ALL_ARCH  := amd64 arm64 ppc64le s390x
+HOST_ARCH := $(shell $(GO) env GOHOSTARCH)
+ARCH     ?= $(HOST_ARCH)
+ifeq ($(ARCH),$(HOST_ARCH))
+BIN_DIR  ?= $(OUTPUT)/bin
+CROSS_ENV :=
+else
+BIN_DIR  ?= $(OUTPUT)/bin/linux-$(ARCH)
+CROSS_ENV := GOOS=linux GOARCH=$(ARCH)
+endif
 
 empty :=
 space := $(empty) $(empty)
@@ -17,29 +31,106 @@ NEWEST_VERSION := $(lastword $(BUNDLED_VERSIONS))
 
 export CGO_ENABLED := 0
 
-.PHONY: all build etcd-binaries test test-unit test-e2e demo bench fixtures clean
+.PHONY: all build etcd-binaries test test-unit test-e2e test-image test-manifest cross-check demo bench fixtures clean
+.PHONY: image image-all push push-all
 
 all: build etcd-binaries
 
 build:
-	$(GO) build -trimpath -ldflags "-X main.defaultBundledVersions=$(BUNDLED_LIST)" -o $(BIN_DIR)/migrate ./cmd/migrate
+	$(CROSS_ENV) $(GO) build -trimpath -ldflags "-X github.com/etcd-migrate/etcd-migrate/cmd/migrate/app.defaultBundledVersions=$(BUNDLED_LIST)" -o $(BIN_DIR)/migrate ./cmd/migrate
 
 # One stamp per version: a second `make etcd-binaries` does nothing.
 etcd-binaries: $(foreach v,$(BUNDLED_VERSIONS),$(BIN_DIR)/.etcd-$(v).stamp)
 
 $(BIN_DIR)/.etcd-%.stamp: hack/build-etcd.sh
-	hack/build-etcd.sh $* $(BIN_DIR)
+	$(CROSS_ENV) hack/build-etcd.sh $* $(BIN_DIR)
 	@touch $@
 
+# Then the image test, verbose so that its timings, or why it was skipped (neither
+# buildah nor a docker engine), show; and test/manifest, a module of its own (it
+# needs k8s.io/api).
 test: build etcd-binaries
 	$(GO) vet ./...
-	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/image$$')
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_CI)
+	$(MAKE) test-image
+	$(MAKE) test-manifest
+
+# Fuzz targets (package dir:function). `make fuzz` runs each for FUZZTIME; `make test`
+# for FUZZTIME_CI. New inputs go to the Go build cache; copy the ones worth keeping to
+# the package's testdata/fuzz/<function>/. -fuzzminimizetime bounds the minimization
+# of each new input (60s by default, which stalls a short run).
+FUZZ_TARGETS := pkg/versionfile:FuzzParsePair pkg/versionfile:FuzzReadVersionFile pkg/steps:FuzzPlan
+FUZZTIME     ?= 2m
+FUZZTIME_CI  ?= 8s
+
+.PHONY: fuzz
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "$(GO) test -run '^\$$' -fuzz '^'$$fn'\$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$$pkg/"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./$$pkg/; \
+	done
 
 test-unit:
 	$(GO) test -count=1 ./pkg/... ./cmd/...
 
 test-e2e: build etcd-binaries
 	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...
+
+# The image test: builds images/Dockerfile FROM scratch through hack/image.sh into a
+# temp buildah store (or with docker) and runs it on fixture data dirs.
+# ETCD_MIGRATE_IMAGE_RUNS=5 repeats the timed runs and prints medians.
+test-image: build etcd-binaries
+	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/image/
+
+# testdata/etcd.manifest.yaml decoded strictly as a v1.Pod, its command and env
+# parsed with migrate's own flag and environment code, its etcd flags checked
+# against the real binaries' --help.
+# -mod=mod: a dependency added to the main module (which test/manifest builds through
+# its replace directive) cannot break it for a missing go.sum line.
+test-manifest: etcd-binaries
+	cd test/manifest && GOFLAGS=-mod=mod $(GO) vet ./... && \
+		ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) GOFLAGS=-mod=mod $(GO) test -count=1 ./...
+
+# Cheap cross-compile check of migrate alone (no etcd builds): the other image
+# architectures and Windows.
+cross-check:
+	@set -e; for a in $(filter-out $(HOST_ARCH),$(ALL_ARCH)); do \
+		echo "GOOS=linux GOARCH=$$a go build ./cmd/migrate"; \
+		GOOS=linux GOARCH=$$a $(GO) build -o /dev/null ./cmd/migrate; \
+	done
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/migrate
+
+# The image: images/Dockerfile over the binaries of `make build etcd-binaries
+# ARCH=$(ARCH)`, built with docker or buildah (hack/image.sh picks; IMAGE_TOOL forces
+# one). `make image ARCH=arm64` cross-builds the arm64 binaries and image (the
+# Dockerfile runs nothing, so no emulation is needed). BASE_IMAGE=scratch builds
+# without a registry; unset, it is gcr.io/distroless/static-debian12, or scratch with
+# a warning when that cannot be pulled. `make push` / `make push-all` are for
+# release: they push $(IMAGE):$(IMAGE_TAG)-linux-<arch> and the manifest list
+# $(IMAGE):$(IMAGE_TAG).
+REGISTRY  ?= localhost
+IMAGE     ?= $(REGISTRY)/etcd-migrate
+IMAGE_TAG ?= $(NEWEST_VERSION)
+IMAGE_REF  = $(IMAGE):$(IMAGE_TAG)-linux-$(ARCH)
+IMAGE_ENV  = IMAGE=$(IMAGE_REF) ARCH=$(ARCH) BIN_DIR=$(BIN_DIR) BUNDLED_VERSIONS="$(BUNDLED_VERSIONS)" \
+	IMAGE_VERSION=$(IMAGE_TAG) CONTEXT_DIR=$(OUTPUT)/image/linux-$(ARCH)
+
+image: build etcd-binaries
+	$(IMAGE_ENV) hack/image.sh build
+	@echo "built $(IMAGE_REF)"
+
+image-all:
+	@set -e; for a in $(ALL_ARCH); do $(MAKE) image ARCH=$$a; done
+
+push: image
+	$(IMAGE_ENV) hack/image.sh push
+
+push-all:
+	@set -e; for a in $(ALL_ARCH); do $(MAKE) push ARCH=$$a; done
+	MANIFEST=$(IMAGE):$(IMAGE_TAG) \
+	IMAGE_ARCHS="$(foreach a,$(ALL_ARCH),$(a)=$(IMAGE):$(IMAGE_TAG)-linux-$(a))" hack/image.sh push-manifest
 
 DEMO_DIR := $(OUTPUT)/demo
 # Migrates a copy of the etcd2 fixture (3.4.13/etcd2) to the newest bundled etcd and serves it on

@@ -1,6 +1,11 @@
-package main
+// Package app is the migrate command: flags, environment, and wiring. cmd/migrate's
+// main only runs it; tests outside the binary (the static pod manifest test) parse a
+// command line and environment with the same code through Parse.
+package app
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,8 +23,9 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
-// defaultBundledVersions is set at build time (-ldflags -X) to the versions the
-// image bundles; BUNDLED_VERSIONS or --bundled-versions override it.
+// defaultBundledVersions is set at build time (-ldflags -X
+// github.com/etcd-migrate/etcd-migrate/cmd/migrate/app.defaultBundledVersions=...) to
+// the versions the image bundles; BUNDLED_VERSIONS or --bundled-versions override it.
 var defaultBundledVersions = ""
 
 // usageError marks bad flags or environment: exit code 2.
@@ -200,7 +206,32 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// NewRootCommand is the migrate command line: getenv supplies the environment
+// (os.Getenv in the binary).
+func NewRootCommand(getenv func(string) string) *cobra.Command {
+	return newRootCommand(getenv)
+}
+
 func newRootCommand(getenv func(string) string) *cobra.Command {
+	return newRootCommandWith(getenv, runAndExec)
+}
+
+// runFunc does the root command's work once flags and environment are resolved and
+// the etcd args are checked: migrate, then exec (or release the lock).
+type runFunc func(ctx context.Context, r resolved, etcdArgs []string) error
+
+func runAndExec(ctx context.Context, r resolved, args []string) error {
+	lk, err := r.cfg.Run(ctx)
+	if err != nil {
+		return err
+	}
+	if !r.exec {
+		return lk.Release()
+	}
+	return r.cfg.Exec(lk, args)
+}
+
+func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command {
 	o := &options{}
 	root := &cobra.Command{
 		Use:   "migrate [flags] [-- ETCD-ARGS...]",
@@ -230,14 +261,7 @@ then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
 					return err
 				}
 			}
-			lk, err := r.cfg.Run(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if !r.exec {
-				return lk.Release()
-			}
-			return r.cfg.Exec(lk, args)
+			return run(cmd.Context(), r, args)
 		},
 	}
 	o.addFlags(root.PersistentFlags())
@@ -322,4 +346,21 @@ func currentText(st migrate.Status) string {
 		return "empty data dir"
 	}
 	return st.Current.String()
+}
+
+// ExitCode maps errors to DESIGN §1's codes (2 bad configuration or input, nothing
+// touched; 1 a step failed) and prints the one "migrate: error:" line to stderr.
+func ExitCode(err error) int { return exitCode(err) }
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "migrate: error: "+err.Error())
+	var ie *migrate.InputError
+	var ue *usageError
+	if errors.As(err, &ie) || errors.As(err, &ue) {
+		return 2
+	}
+	return 1
 }
