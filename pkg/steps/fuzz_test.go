@@ -164,8 +164,15 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 				fail("step %d upgrades %v -> %v: not one minor up in etcd3", i+1, s.From, s.To)
 			}
 		case steps.KindV2ToV3:
-			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 || !sameMinor {
-				fail("step %d converts %v -> %v: not etcd2 -> etcd3 at one minor", i+1, s.From, s.To)
+			// At the first bundled etcd 3.x at or after the data's minor.
+			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 ||
+				s.To.Major() != 3 || versionfile.CompareMinor(s.To.Version, s.From.Version) < 0 {
+				fail("step %d converts %v -> %v: not etcd2 -> etcd3 3.x at or after the data's minor", i+1, s.From, s.To)
+			}
+			for _, b := range bundled {
+				if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, s.From.Version) >= 0 && versionfile.CompareMinor(b, s.To.Version) < 0 {
+					fail("step %d converts %v -> %v, but etcd %s is bundled and comes first", i+1, s.From, s.To, b)
+				}
 			}
 		case steps.KindRollbackMinor:
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||

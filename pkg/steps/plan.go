@@ -194,22 +194,38 @@ func RollbackBySnapshot(s Step) bool {
 	return s.Kind == KindRollbackMinor && versionfile.CompareMinor(s.To.Version, versionfile.MustVersion("3.5.0")) < 0
 }
 
-// conversionStep plans the v2 -> v3 conversion of etcd2 data at cur: it happens at
-// the newest bundled release of cur's minor, which then serves the converted data.
-// etcd2 data older than every bundled minor would first need upgrades in etcd2 mode
-// through binaries of each minor in between.
+// conversionStep plans the v2 -> v3 conversion of etcd2 data at cur. It happens at
+// the first bundled etcd 3.x at or after cur: the newest bundled patch of cur's
+// minor, else of the lowest bundled 3.x minor above it, which then serves the
+// converted data. The conversion reads the v2 store offline (the WAL and snapshot
+// formats of every etcd 2.x and 3.x) and writes a fresh member dir, so no etcd has to
+// read the older data. Upgrades in etcd2 mode through bundled etcd 2.x minors in
+// between are not supported.
 func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (Step, error) {
 	if versionfile.CompareMinor(target.Version, cur.Version) < 0 {
 		return Step{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
 	}
-	v := newestOfMinor(bundled, cur.Major(), cur.Minor())
-	if v == nil {
-		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the etcd minor that last wrote it and no etcd %s.x is bundled (bundled: %s); upgrading etcd2 data in etcd2 mode up to a bundled minor is %w", cur, target, cur.MinorString(), joinVersions(bundled), ErrNotSupported)
+	sorted := append([]*version.Version(nil), bundled...)
+	sort.Sort(version.Collection(sorted))
+	var at *version.Version
+	for _, b := range sorted {
+		if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, cur.Version) >= 0 {
+			at = newestOfMinor(bundled, 3, versionfile.Minor(b))
+			break
+		}
 	}
-	if cur.Major() < 3 {
-		return Step{}, fmt.Errorf("%s -> %s: etcd2 data from etcd %d.x must first be upgraded in etcd2 mode, which is %w (bundle etcd 3.x binaries down to %s)", cur, target, cur.Major(), ErrNotSupported, cur.MinorString())
+	if at == nil {
+		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, cur.MinorString(), joinVersions(bundled))
 	}
-	return Step{Kind: KindV2ToV3, From: cur, To: versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}}, nil
+	for _, b := range sorted {
+		if versionfile.Major(b) < 3 && versionfile.CompareMinor(b, cur.Version) > 0 {
+			return Step{}, fmt.Errorf("%s -> %s: etcd2 data would first be upgraded in etcd2 mode with etcd %s, which is %w; bundle no etcd 2.x newer than the data, and the v2 store converts at %s", cur, target, b, ErrNotSupported, at)
+		}
+	}
+	if versionfile.CompareMinor(at, target.Version) > 0 {
+		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, cur.MinorString(), at, versionfile.MinorString(at), target.MinorString())
+	}
+	return Step{Kind: KindV2ToV3, From: cur, To: versionfile.Pair{Version: at, Storage: versionfile.StorageEtcd3}}, nil
 }
 
 func containsVersion(vs []*version.Version, v *version.Version) bool {

@@ -159,6 +159,34 @@ func TestEtcd2CommittedFixture(t *testing.T) {
 	t.Logf("%d keys converted, %d expired TTL keys not resurrected", keys, expired)
 }
 
+// TestEtcd2OlderMinorConvertsAtFirstBundled: etcd2 data recorded at a minor with no
+// bundled etcd (3.3) converts at the first bundled 3.x after it (3.4.13). No etcd 3.3
+// can be built here, so the data is the 3.4.13 fixture recorded as 3.3.25/etcd2 (one
+// minor behind the data, which version.txt may be after a step cut short); what this
+// checks is the plan and its run, not reading 3.3's own files.
+func TestEtcd2OlderMinorConvertsAtFirstBundled(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := etcdtest.ExtractFixture(t, fixtureEtcd2)
+	v2 := v2Baseline(t, binDir, dataDir)
+	if err := writeFile(dataDir+"/version.txt", "3.3.25/etcd2\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.5.35", "--exec=false")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "kind=v2-to-v3 from=3.3.25/etcd2 version_txt=3.4.13/etcd3") {
+		t.Fatalf("no conversion at 3.4.13 in the log:\n%s", r.stderr)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.5.35/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	s := etcdtest.Serve(t, binDir, "3.5.35", dataDir)
+	if keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), conversionTime(t, r.stderr, time.Now())); keys < 300 {
+		t.Fatalf("only %d keys compared", keys)
+	}
+}
+
 // TestEtcd2InterruptedConversion: the step's etcd fails after the converted member
 // dir was swapped in, so version.txt still says etcd2. A rerun must put the original
 // etcd2 member dir back and convert again, losing nothing.
