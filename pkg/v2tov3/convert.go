@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
+	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -188,22 +188,6 @@ func digestOf(sums []revHash) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// recordHash checksums key, value, create and mod revision, version and lease TTL
-// with two hardware-accelerated CRC-32s of different polynomials (64 bits per
-// record): it guards against our own bugs and I/O, not an adversary, and SHA-256
-// over every value cost a tenth of the conversion.
-func recordHash(kv *mvccpb.KeyValue, ttl int64) uint64 {
-	var hdr [48]byte
-	for i, v := range []int64{int64(len(kv.Key)), int64(len(kv.Value)), kv.CreateRevision, kv.ModRevision, kv.Version, ttl} {
-		binary.BigEndian.PutUint64(hdr[i*8:], uint64(v))
-	}
-	c, e := crc32.Update(0, castagnoli, hdr[:]), crc32.Update(0, crc32.IEEETable, hdr[:])
-	for _, f := range [][]byte{kv.Key, kv.Value} {
-		c, e = crc32.Update(c, castagnoli, f), crc32.Update(e, crc32.IEEETable, f)
-	}
-	return uint64(c)<<32 | uint64(e)
-}
-
 // batchKeys bounds the keys per backend commit: the dirty pages of one commit stay
 // in memory until it is written.
 const batchKeys = 5000
@@ -329,7 +313,7 @@ func writeBackend(lg *zap.Logger, path string, loaded *LoadResult, opts Options,
 		if i == len(items)/2 {
 			fault.Point(fault.ConvertMidWrite)
 		}
-		sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(&kv, it.ttl)})
+		sums = append(sums, revHash{rev: kv.ModRevision, sum: keyspace.RecordSum(&kv, it.ttl)})
 		if (i+1)%batchKeys == 0 {
 			tx.Unlock()
 			be.ForceCommit()
@@ -389,7 +373,7 @@ func backendDigest(path string) (backendSum, error) {
 				}
 				ttl = t
 			}
-			sums = append(sums, revHash{rev: kv.ModRevision, sum: recordHash(kv, ttl)})
+			sums = append(sums, revHash{rev: kv.ModRevision, sum: keyspace.RecordSum(kv, ttl)})
 			return nil
 		})
 		sum.keys = len(sums)

@@ -83,16 +83,7 @@ func runWrapped(t *testing.T, binDir, dataDir string, env, wrap []string, args .
 		<-done
 		t.Fatalf("migrate did not finish within %v (blocked?); stderr:\n%s", hostileTimeout, errb.String())
 	}
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("run migrate: %v", err)
-	}
-	return r
+	return runResult(t, err, &out, &errb)
 }
 
 // deadPid is the pid of a process that has exited.

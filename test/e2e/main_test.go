@@ -46,7 +46,12 @@ func runMigrate(t *testing.T, binDir, dataDir string, env []string, args ...stri
 	cmd := migrateCmd(t, binDir, dataDir, env, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	return runResult(t, cmd.Run(), &out, &errb)
+}
+
+// runResult is the result of a finished run: its output and exit code.
+func runResult(t *testing.T, err error, out, errb *bytes.Buffer) result {
+	t.Helper()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError
 	switch {

@@ -158,7 +158,7 @@ func TestPrivateEtcdListensOnLoopbackOnly(t *testing.T) {
 				env = append(env, fmt.Sprintf("LISTEN_PEER_URLS=http://%s:%d", tc.peerHost, peerPort))
 			}
 			cmd := migrateCmd(t, binDir, dataDir, env, "--target-version=3.7.3", "--exec=false")
-			var stderr syncBuffer
+			var stderr etcdtest.SyncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

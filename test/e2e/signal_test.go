@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,24 +16,6 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a command writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // procStat is what /proc/<pid>/stat says of a process.
 type procStat struct {
@@ -117,7 +98,7 @@ func argValue(args []string, name string) string {
 // (relayed by migrate at debug level) that it serves clients: by then etcd has
 // its own signal handler, and the step still has its version wait, a write and
 // the snapshot to go. It returns the child's pid.
-func waitChildReady(t *testing.T, pid int, comm string, stderr *syncBuffer, exited <-chan error) int {
+func waitChildReady(t *testing.T, pid int, comm string, stderr *etcdtest.SyncBuffer, exited <-chan error) int {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	marker := "source=" + comm + ` line="{\"level\":\"info\"`
@@ -239,7 +220,7 @@ func TestSignalDuringStep(t *testing.T) {
 func signalRun(t *testing.T, binDir, dataDir string, sig syscall.Signal, comm string) (result, int, time.Duration) {
 	t.Helper()
 	cmd := migrateCmd(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false", "--log-level=debug")
-	var stderr syncBuffer
+	var stderr etcdtest.SyncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -314,7 +295,7 @@ func TestHangingEtcdKilledAfterStopTimeout(t *testing.T) {
 			before := etcdtest.Checksum(t, dataDir)
 			cmd := migrateCmd(t, fake, dataDir, nil, "--target-version=3.5.35", "--exec=false", "--log-level=debug",
 				"--step-timeout=2s", "--stop-timeout="+stopTimeout.String())
-			var stderr syncBuffer
+			var stderr etcdtest.SyncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

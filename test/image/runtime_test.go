@@ -171,7 +171,7 @@ type container struct {
 	name    string // buildah working container or docker container name
 	cmd     *exec.Cmd
 	started time.Time
-	log     *syncBuffer
+	log     *etcdtest.SyncBuffer
 	done    chan struct{}
 	err     error
 }
@@ -183,7 +183,7 @@ type container struct {
 func (tl *tool) start(t *testing.T, name string, spec runSpec) *container {
 	t.Helper()
 	cfg := tl.config(t)
-	c := &container{tl: tl, log: &syncBuffer{}, done: make(chan struct{})}
+	c := &container{tl: tl, log: &etcdtest.SyncBuffer{}, done: make(chan struct{})}
 	var argv []string
 	switch tl.name {
 	case "buildah":
@@ -392,23 +392,6 @@ func descendants(pid int) []int {
 		}
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func sortedKeys(m map[string]string) []string {
