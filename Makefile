@@ -31,7 +31,7 @@ NEWEST_VERSION := $(lastword $(BUNDLED_VERSIONS))
 
 export CGO_ENABLED := 0
 
-.PHONY: all build etcd-binaries test test-unit test-e2e test-image test-manifest cross-check demo bench fixtures clean
+.PHONY: all build etcd-binaries test report test-crash test-unit test-e2e test-image test-manifest cross-check demo bench fixtures clean
 .PHONY: image image-all push push-all
 
 all: build etcd-binaries
@@ -49,12 +49,34 @@ $(BIN_DIR)/.etcd-%.stamp: hack/build-etcd.sh
 # Then the image test, verbose so that its timings, or why it was skipped (neither
 # buildah nor a docker engine), show; and test/manifest, a module of its own (it
 # needs k8s.io/api).
+# The reliability suites leave one summary line each in REPORT_DIR; `make test`
+# prints them last (kills survived, ENOSPC cases, hostile inputs, keys lost).
+REPORT_DIR := $(abspath $(OUTPUT))/report
+TEST_ENV    = ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) ETCD_MIGRATE_REPORT_DIR=$(REPORT_DIR)
+
 test: build etcd-binaries
+	rm -rf $(REPORT_DIR)
 	$(GO) vet ./...
-	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/image$$')
+	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/image$$')
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_CI)
 	$(MAKE) test-image
 	$(MAKE) test-manifest
+	@$(MAKE) --no-print-directory report
+
+# Prints the reliability summaries of the last test run.
+report:
+	@echo "== reliability summary =="
+	@cat $(REPORT_DIR)/hostile.txt $(REPORT_DIR)/enospc.txt $(REPORT_DIR)/crash.txt 2>/dev/null || true
+
+# The crash suite alone, at any size: `make test-crash CRASH_KILLS=300`.
+CRASH_KILLS       ?= 50
+CRASH_OCCURRENCES ?= 2
+CRASH_PARALLEL    ?= 4
+test-crash: build etcd-binaries
+	rm -f $(REPORT_DIR)/crash.txt
+	$(TEST_ENV) ETCD_MIGRATE_CRASH_KILLS=$(CRASH_KILLS) ETCD_MIGRATE_CRASH_OCCURRENCES=$(CRASH_OCCURRENCES) \
+		ETCD_MIGRATE_CRASH_PARALLEL=$(CRASH_PARALLEL) $(GO) test -count=1 -timeout 120m -run '^TestCrashSuite$$' ./test/e2e/
+	@cat $(REPORT_DIR)/crash.txt
 
 # Fuzz targets (package dir:function). `make fuzz` runs each for FUZZTIME; `make test`
 # for FUZZTIME_CI. New inputs go to the Go build cache; copy the ones worth keeping to
