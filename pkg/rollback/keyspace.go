@@ -53,7 +53,9 @@ func ReadKeyspace(dataDir string) ([]Key, error) {
 			if tombstone {
 				delete(latest, string(kv.Key))
 			} else {
-				latest[string(kv.Key)] = Key{KV: *kv, TTL: ttls[kv.Lease]}
+				c := *kv // ForEachRevision reuses kv's buffers
+				c.Key, c.Value = append([]byte(nil), kv.Key...), append([]byte(nil), kv.Value...)
+				latest[string(kv.Key)] = Key{KV: c, TTL: ttls[kv.Lease]}
 			}
 			return nil
 		})
