@@ -213,7 +213,7 @@ func (e *Executor) procConfig(v *version.Version, enableV2 bool, log *slog.Logge
 // before version.txt records etcd3.
 func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 	start := time.Now()
-	res, err := v2tov3.Convert(v2tov3.Options{
+	res, err := v2tov3.Convert(ctx, v2tov3.Options{
 		DataDir:        e.DataDir,
 		Target:         s.To,
 		ClusterVersion: versionfile.MinorString(s.To.Version) + ".0",

@@ -1,6 +1,7 @@
 package v2tov3
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -69,8 +70,9 @@ type Result struct {
 
 // Convert turns the etcd2 data dir into etcd3 data in place. The original member
 // dir is moved aside only after the new one is complete and verified; the caller
-// records version.txt and then calls Cleanup.
-func Convert(opts Options) (*Result, error) {
+// records version.txt and then calls Cleanup. When ctx ends (a signal), it stops at
+// the next phase or batch and leaves the data dir as it was.
+func Convert(ctx context.Context, opts Options) (*Result, error) {
 	lg := zap.NewNop()
 	log := opts.Logger
 	start := time.Now()
@@ -87,6 +89,9 @@ func Convert(opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer loaded.Close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	res := &Result{SnapshotIndex: loaded.SnapshotIndex, AppliedIndex: loaded.AppliedIndex}
 	loadedAt := time.Since(start)
 	// etcdutl's restore maps the whole db with MAP_POPULATE (etcd's backend does on
@@ -114,7 +119,7 @@ func Convert(opts Options) (*Result, error) {
 		return nil, err
 	}
 	dbPath := versionfile.BackendPath(out)
-	err = writeBackend(lg, dbPath, loaded, opts, res)
+	err = writeBackend(ctx, lg, dbPath, loaded, opts, res)
 	if cerr := loaded.Close(); err == nil {
 		err = cerr
 	}
@@ -130,6 +135,9 @@ func Convert(opts Options) (*Result, error) {
 	}
 	if got.digest != res.Digest || got.keys != res.Keys {
 		return nil, fmt.Errorf("verification failed: the v2 keyspace (%d keys, digest %s) and the converted v3 keyspace (%d keys, digest %s) differ; the etcd2 data dir %s is unchanged", res.Keys, res.Digest, got.keys, got.digest, opts.DataDir)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	fault.Point(fault.ConvertBeforeSwap)
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
@@ -216,7 +224,7 @@ func writeSeed(lg *zap.Logger, path, clusterVersion string) error {
 // (created if missing) with etcd's own schema and revision encoding, plus the
 // leases TTL keys need. It fills res, including the digest. It drops loaded.Store
 // once the keys are listed, so the store's memory can go before the writes.
-func writeBackend(lg *zap.Logger, path string, loaded *LoadResult, opts Options, res *Result) error {
+func writeBackend(ctx context.Context, lg *zap.Logger, path string, loaded *LoadResult, opts Options, res *Result) error {
 	ev, err := loaded.Store.Get(keysPrefix, true, false)
 	var verr *v2error.Error
 	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
@@ -318,6 +326,9 @@ func writeBackend(lg *zap.Logger, path string, loaded *LoadResult, opts Options,
 			tx.Unlock()
 			be.ForceCommit()
 			tx.LockOutsideApply()
+			if werr = ctx.Err(); werr != nil {
+				break
+			}
 		}
 	}
 	res.Keys = len(sums)

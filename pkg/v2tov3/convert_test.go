@@ -1,6 +1,7 @@
 package v2tov3
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -36,7 +37,7 @@ func TestWriteBackendLeases(t *testing.T) {
 	res := &Result{}
 	path := filepath.Join(t.TempDir(), "db")
 	opts := Options{Now: time.Now, TTLKeysDir: "/registry/events", DefaultTTL: time.Hour, ClusterVersion: "3.4.0"}
-	if err := writeBackend(zap.NewNop(), path, &LoadResult{Store: st}, opts, res); err != nil {
+	if err := writeBackend(context.Background(), zap.NewNop(), path, &LoadResult{Store: st}, opts, res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Keys != 1001 || res.Expired != 1 || res.TTLKeys != 500 || res.DefaultTTLs != 1 {
@@ -68,7 +69,7 @@ func BenchmarkWriteBackendTTL(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				res := &Result{}
 				opts := Options{Now: time.Now, TTLKeysDir: "/registry/events", DefaultTTL: time.Hour}
-				if err := writeBackend(zap.NewNop(), filepath.Join(b.TempDir(), "db"), &LoadResult{Store: st}, opts, res); err != nil {
+				if err := writeBackend(context.Background(), zap.NewNop(), filepath.Join(b.TempDir(), "db"), &LoadResult{Store: st}, opts, res); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,13 +1,18 @@
 package v2tov3
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -256,4 +261,40 @@ func FuzzUnquote(f *testing.F) {
 			t.Fatalf("unquote(%q) = %q, %v; json.Unmarshal gives %q", raw, got, gotErr, want)
 		}
 	})
+}
+
+// TestConvertStopsWhenCanceled: a conversion whose context ends (a signal) stops
+// and leaves the etcd2 data dir as it was, with no work dir behind.
+func TestConvertStopsWhenCanceled(t *testing.T) {
+	dataDir := t.TempDir()
+	reqs := randomRequests(rand.New(rand.NewSource(7)), 300, time.Now())
+	writeEtcd2Dir(t, dataDir, reqs, 150)
+	before := treeOf(t, dataDir)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Convert(ctx, Options{DataDir: dataDir, Now: time.Now, Name: "m", PeerURLs: []string{"http://localhost:2380"},
+		InitialCluster: "m=http://localhost:2380", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Convert with a canceled context: %v, want context.Canceled", err)
+	}
+	if after := treeOf(t, dataDir); after != before {
+		t.Fatalf("the data dir changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// treeOf lists every path under dir with its size.
+func treeOf(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s:%d ", strings.TrimPrefix(p, dir), info.Size())
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

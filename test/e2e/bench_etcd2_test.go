@@ -26,7 +26,7 @@ const convertDirEnv = "ETCD_MIGRATE_BENCH_CONVERT_DIR"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(convertDirEnv); dir != "" {
-		_, err := v2tov3.Convert(v2tov3.Options{
+		_, err := v2tov3.Convert(context.Background(), v2tov3.Options{
 			DataDir: dir, ClusterVersion: "3.4.0", Name: "etcd-member",
 			PeerURLs: []string{"http://localhost:2380"}, InitialCluster: "etcd-member=http://localhost:2380",
 			TTLKeysDir: "/registry/events", DefaultTTL: time.Hour, Now: time.Now,
