@@ -17,20 +17,15 @@ import (
 // a second member dir (conversions, snapshot restore) about the data's size again
 // in the data dir; any etcd run room for a new WAL segment and a snapshot.
 func (c *Config) checkDiskSpace(plan []steps.Step) error {
-	var backup, rewrite, runsEtcd bool
+	var rewrite, runsEtcd bool
 	for _, s := range plan {
-		switch {
-		case s.Kind == steps.KindWriteVersion:
-			continue
-		case s.Kind == steps.KindV2ToV3, s.Kind == steps.KindRollbackToEtcd2, steps.RollbackBySnapshot(s):
-			rewrite = true
-		}
-		backup = c.Backup
-		runsEtcd = true
+		runsEtcd = runsEtcd || s.Kind != steps.KindWriteVersion
+		rewrite = rewrite || s.Kind == steps.KindV2ToV3 || s.Kind == steps.KindRollbackToEtcd2 || steps.RollbackBySnapshot(s)
 	}
 	if !runsEtcd {
 		return nil
 	}
+	backup := c.Backup
 	size, err := allocatedSize(c.DataDir)
 	if err != nil {
 		return err

@@ -97,11 +97,6 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 		if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
 			return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
 		}
-		if err := versionfile.Write(e.DataDir, s.To); err != nil {
-			return err
-		}
-		e.Logger.Info("step done", append(attrs, "duration_ms", time.Since(start).Milliseconds())...)
-		return nil
 	}
 	// The record is written (not yet renamed) before the step changes anything.
 	record, err := versionfile.Prepare(e.DataDir, s.To)
@@ -110,10 +105,10 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 	}
 	defer record.Abort()
 	switch s.Kind {
+	case KindWriteVersion:
 	case KindUpgradeMinor, KindRollbackMinor:
 		// etcd3 -> etcd3: the keys must come out as they went in.
-		reused := e.keys != nil
-		before, err := e.keysBefore(s)
+		before, beforeCost, err := e.keysBefore(s)
 		if err != nil {
 			return err
 		}
@@ -126,7 +121,7 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 		if err != nil {
 			return err
 		}
-		k, err := e.checkKeys(s, before, reused)
+		k, err := e.checkKeys(s, before, beforeCost)
 		if err != nil {
 			return err
 		}
@@ -158,24 +153,24 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 }
 
 // keysBefore is the keyspace digest of the data before step s: the one the previous
-// step left, or read now.
-func (e *Executor) keysBefore(s Step) (*keyspace.Digest, error) {
+// step left (no cost), or read now.
+func (e *Executor) keysBefore(s Step) (*keyspace.Digest, time.Duration, error) {
 	if e.keys != nil {
-		return e.keys, nil
+		return e.keys, 0, nil
 	}
 	if s.From.Storage != versionfile.StorageEtcd3 {
-		return nil, fmt.Errorf("step %s: no etcd3 keyspace to check", s)
+		return nil, 0, fmt.Errorf("step %s: no etcd3 keyspace to check", s)
 	}
 	d, err := keyspace.Of(e.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("before step %s: %w", s, err)
+		return nil, 0, fmt.Errorf("before step %s: %w", s, err)
 	}
-	return d, nil
+	return d, d.Duration, nil
 }
 
 // checkKeys compares the keyspace after step s with before; a difference fails the
-// step before version.txt records it.
-func (e *Executor) checkKeys(s Step, before *keyspace.Digest, reused bool) ([]any, error) {
+// step before version.txt records it. beforeCost is what reading before cost.
+func (e *Executor) checkKeys(s Step, before *keyspace.Digest, beforeCost time.Duration) ([]any, error) {
 	e.keys = nil
 	after, err := keyspace.Of(e.DataDir)
 	if err != nil {
@@ -186,11 +181,7 @@ func (e *Executor) checkKeys(s Step, before *keyspace.Digest, reused bool) ([]an
 		return nil, fmt.Errorf("step %s: %w (compared offline after etcd %s stopped)", s, err, s.To.Version)
 	}
 	e.keys = after
-	cost := after.Duration
-	if !reused {
-		cost += before.Duration
-	}
-	return []any{"keys", after.Keys, "keys_expired", expired, "digest_ms", cost.Milliseconds()}, nil
+	return []any{"keys", after.Keys, "keys_expired", expired, "digest_ms", (beforeCost + after.Duration).Milliseconds()}, nil
 }
 
 func (e *Executor) procConfig(v *version.Version, enableV2 bool, log *slog.Logger) etcdproc.Config {

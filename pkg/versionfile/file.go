@@ -56,19 +56,17 @@ func Write(dataDir string, p Pair) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Commit(); err != nil {
-		w.Abort()
-		return err
-	}
-	return nil
+	return w.commitOrAbort()
 }
 
-// Pending is a version.txt update written ahead: the temp file holds the new line,
-// fsynced, and Commit only renames it. A step prepares its record before it
-// changes anything, so a disk that fills during the step cannot keep the step from
-// being recorded.
+// Pending is a durable file update written ahead: the temp file holds the new
+// content, fsynced, and Commit only renames it. A step prepares its version.txt
+// record before it changes anything, so a disk that fills during the step cannot
+// keep the step from being recorded.
 type Pending struct {
-	dataDir, tmp string
+	path, tmp string
+	// faults marks the version.txt write, where the crash tests inject kills.
+	faults bool
 }
 
 // Prepare writes the temp file of a version.txt update to p (and removes temp files
@@ -81,79 +79,74 @@ func Prepare(dataDir string, p Pair) (*Pending, error) {
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
-	data := []byte(p.String() + "\n")
-	tmp, err := os.CreateTemp(dataDir, "."+FileName+".tmp-*")
+	return prepareFile(Path(dataDir), []byte(p.String()+"\n"), 0o644, true)
+}
+
+// prepareFile writes data to a fsynced temp file beside path.
+func prepareFile(path string, data []byte, perm os.FileMode, faults bool) (*Pending, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("write %s: %w", Path(dataDir), err)
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	w := &Pending{dataDir: dataDir, tmp: tmp.Name()}
+	w := &Pending{path: path, tmp: tmp.Name(), faults: faults}
 	err = func() error {
-		defer tmp.Close()
 		if _, err := tmp.Write(data); err != nil {
 			return fmt.Errorf("write %s (%d bytes): %w", w.tmp, len(data), err)
 		}
-		fault.Point(fault.VersionAfterTemp)
-		if err := tmp.Chmod(0o644); err != nil {
+		w.point(fault.VersionAfterTemp)
+		if err := tmp.Chmod(perm); err != nil {
 			return fmt.Errorf("chmod %s: %w", w.tmp, err)
 		}
 		if err := tmp.Sync(); err != nil {
 			return fmt.Errorf("fsync %s: %w", w.tmp, err)
 		}
-		return tmp.Close()
+		return nil
 	}()
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", w.tmp, cerr)
+	}
 	if err != nil {
 		w.Abort()
 		return nil, err
 	}
-	fault.Point(fault.VersionAfterSync)
+	w.point(fault.VersionAfterSync)
 	return w, nil
 }
 
-// Commit renames the temp file over version.txt and fsyncs the directory.
-func (w *Pending) Commit() error {
-	if err := os.Rename(w.tmp, Path(w.dataDir)); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", w.tmp, Path(w.dataDir), err)
+func (w *Pending) point(name string) {
+	if w.faults {
+		fault.Point(name)
 	}
-	fault.Point(fault.VersionAfterRename)
-	return SyncDir(w.dataDir)
+}
+
+// Commit renames the temp file over the target and fsyncs the directory.
+func (w *Pending) Commit() error {
+	if err := os.Rename(w.tmp, w.path); err != nil {
+		return fmt.Errorf("rename %s to %s: %w", w.tmp, w.path, err)
+	}
+	w.point(fault.VersionAfterRename)
+	return SyncDir(filepath.Dir(w.path))
 }
 
 // Abort removes the temp file (nothing when Commit renamed it).
 func (w *Pending) Abort() { _ = os.Remove(w.tmp) }
 
+func (w *Pending) commitOrAbort() error {
+	if err := w.Commit(); err != nil {
+		w.Abort()
+		return err
+	}
+	return nil
+}
+
 // WriteFileDurable atomically replaces path with data (temp file, fsync, rename,
 // fsync of the parent directory).
 func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	w, err := prepareFile(path, data, perm, false)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
-	tmpName := tmp.Name()
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmpName)
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s (%d bytes): %w", tmpName, len(data), err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmpName, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmpName, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmpName, err)
-	}
-	if err := os.Rename(tmpName, path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmpName, path, err)
-	}
-	done = true
-	return SyncDir(dir)
+	return w.commitOrAbort()
 }
 
 // SyncDir fsyncs a directory so a rename or create in it is durable.
