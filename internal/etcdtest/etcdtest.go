@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -123,8 +124,21 @@ func Serve(t testing.TB, binDir, version, dataDir string) *Server {
 	return serve(t, binDir, version, dataDir)
 }
 
+// ServeAs is Serve for auth-enabled data: the client (and the readiness read) uses
+// user and password.
+func ServeAs(t testing.TB, binDir, version, dataDir, user, password string) *Server {
+	t.Helper()
+	return serveWith(t, binDir, version, dataDir, clientv3.Config{Username: user, Password: password})
+}
+
 // serve is Serve with extra etcd flags.
 func serve(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
+	t.Helper()
+	return serveWith(t, binDir, version, dataDir, clientv3.Config{}, extra...)
+}
+
+// serveWith is serve with the client's credentials in cc.
+func serveWith(t testing.TB, binDir, version, dataDir string, cc clientv3.Config, extra ...string) *Server {
 	t.Helper()
 	port, peer := FreePort(t), FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -149,16 +163,24 @@ func serve(t testing.TB, binDir, version, dataDir string, extra ...string) *Serv
 	}
 	s := &Server{Cmd: cmd, ClientURL: url, Log: logs}
 	t.Cleanup(func() { s.Stop() })
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Client = c
+	cc.Endpoints, cc.DialTimeout, cc.Logger = []string{url}, 5*time.Second, zap.NewNop()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Get(ctx, "health-check-read")
-		cancel()
+		// A client with credentials authenticates while it connects, so it can
+		// fail until etcd answers.
+		if s.Client == nil {
+			c, err := clientv3.New(cc)
+			if err != nil && (cc.Username == "" || time.Now().After(deadline)) {
+				t.Fatal(err)
+			}
+			s.Client = c
+		}
+		err := errors.New("no client yet")
+		if s.Client != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err = s.Client.Get(ctx, "health-check-read")
+			cancel()
+		}
 		if err == nil {
 			return s
 		}

@@ -69,7 +69,7 @@ func (p *Process) WaitDowngradeDone(ctx context.Context, c *clientv3.Client) err
 	for {
 		if reports {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := c.Status(sctx, p.cfg.ClientURL)
+			st, err := c.Status(sctx, p.URL())
 			cancel()
 			if err == nil && (st.DowngradeInfo == nil || !st.DowngradeInfo.Enabled) {
 				return nil

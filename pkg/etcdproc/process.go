@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -52,6 +53,24 @@ type Config struct {
 	DowngradeCheckTime time.Duration
 	StopTimeout        time.Duration
 	Logger             *slog.Logger
+
+	// tls is the private client listener's TLS, made by Start.
+	tls *privateTLS
+}
+
+// URL is the private client URL the step's etcd serves: ClientURL's host and port,
+// over TLS once Start has made the listener's certificates (whatever scheme
+// LISTEN_CLIENT_URLS names: the listener is the step's alone).
+func (c Config) URL() string {
+	if c.tls == nil {
+		return c.ClientURL
+	}
+	u, err := url.Parse(c.ClientURL)
+	if err != nil {
+		return c.ClientURL
+	}
+	u.Scheme = "https"
+	return u.String()
 }
 
 // SingleMember reports whether the initial cluster names one member only: then
@@ -65,8 +84,8 @@ func (c Config) Args() []string {
 	args := []string{
 		"--name=" + c.Name,
 		"--data-dir=" + c.DataDir,
-		"--listen-client-urls=" + c.ClientURL,
-		"--advertise-client-urls=" + c.ClientURL,
+		"--listen-client-urls=" + c.URL(),
+		"--advertise-client-urls=" + c.URL(),
 		"--listen-peer-urls=" + LoopbackURLs(c.ListenPeerURLs),
 		"--initial-advertise-peer-urls=" + c.InitialAdvertisePeerURLs,
 		"--initial-cluster=" + c.InitialCluster,
@@ -93,7 +112,12 @@ func (c Config) Args() []string {
 		}
 		args = append(args, flag+"="+c.DowngradeCheckTime.String())
 	}
-	return append(args, c.ExtraArgs...)
+	args = append(args, c.ExtraArgs...)
+	if c.tls != nil {
+		// Last: nothing in ExtraArgs may replace the private listener's TLS.
+		args = append(args, c.tls.args()...)
+	}
+	return args
 }
 
 // LoopbackURLs rewrites a comma-separated list of listen URLs so that each binds a
@@ -129,6 +153,7 @@ func isLoopbackIP(h string) bool {
 // Process is a running etcd child.
 type Process struct {
 	cfg    Config
+	http   *http.Client // for GET /version, with the step's client certificate
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error // set before done is closed
@@ -140,11 +165,20 @@ type Process struct {
 
 // Start launches the etcd binary. The child dies with us (SIGKILL on parent death on
 // Linux) so a killed migrate never leaves a stray etcd holding the data dir.
-func Start(cfg Config) (*Process, error) {
+func Start(cfg Config) (_ *Process, err error) {
+	if cfg.tls, err = newPrivateTLS(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			cfg.tls.remove()
+		}
+	}()
 	cmd := exec.Command(cfg.Binary, cfg.Args()...)
 	cmd.Env = childEnv()
 	setProcAttrs(cmd)
-	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50)}
+	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50),
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.tls.client}}}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -162,10 +196,15 @@ func Start(cfg Config) (*Process, error) {
 	go func() {
 		p.stdout.Wait()
 		p.err = cmd.Wait()
+		p.http.CloseIdleConnections()
+		cfg.tls.remove()
 		close(p.done)
 	}()
 	return p, nil
 }
+
+// URL is the private client URL the process serves.
+func (p *Process) URL() string { return p.cfg.URL() }
 
 // childEnv drops ETCD_* variables: etcd reads them as flags, and the image's own
 // settings (ETCD_NAME, ETCD_DATA_DIR, ...) must not change the private run.

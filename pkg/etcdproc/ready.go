@@ -36,13 +36,22 @@ type ServerVersions struct {
 
 // GetVersions asks the server at clientURL for its versions.
 func GetVersions(ctx context.Context, clientURL string) (ServerVersions, error) {
+	return getVersions(ctx, http.DefaultClient, clientURL)
+}
+
+// Versions asks the step's etcd for its versions.
+func (p *Process) Versions(ctx context.Context) (ServerVersions, error) {
+	return getVersions(ctx, p.http, p.URL())
+}
+
+func getVersions(ctx context.Context, hc *http.Client, clientURL string) (ServerVersions, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(clientURL, "/")+"/version", nil)
 	if err != nil {
 		return ServerVersions{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return ServerVersions{}, err
 	}
@@ -50,6 +59,9 @@ func GetVersions(ctx context.Context, clientURL string) (ServerVersions, error) 
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if err != nil {
 		return ServerVersions{}, err
+	}
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return ServerVersions{}, fmt.Errorf("GET /version: %s: %w", resp.Status, errRefused)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return ServerVersions{}, fmt.Errorf("GET /version: %s", resp.Status)
@@ -90,7 +102,7 @@ func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersion
 	var last ServerVersions
 	var lastErr error
 	for {
-		v, err := GetVersions(ctx, p.cfg.ClientURL)
+		v, err := p.Versions(ctx)
 		if err == nil {
 			last = v
 			if len(wants) == 0 {
@@ -103,10 +115,13 @@ func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersion
 			}
 		} else {
 			lastErr = err
+			if Permanent(err) {
+				return last, fmt.Errorf("etcd %s on %s: GET /version: %w", p.cfg.Version, p.URL(), err)
+			}
 		}
 		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
 			if ctx.Err() != nil {
-				return last, fmt.Errorf("etcd %s on %s: cluster version %q storage version %q after waiting for %s (last error: %v): %w", p.cfg.Version, p.cfg.ClientURL, last.Cluster, last.Storage, want, lastErr, err)
+				return last, fmt.Errorf("etcd %s on %s: cluster version %q storage version %q after waiting for %s (last error: %v): %w", p.cfg.Version, p.URL(), last.Cluster, last.Storage, want, lastErr, err)
 			}
 			return last, err
 		}
@@ -116,8 +131,9 @@ func (p *Process) WaitMinor(ctx context.Context, wants ...string) (ServerVersion
 // Client connects a v3 client to the private server.
 func (p *Process) Client() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
-		Endpoints:   []string{p.cfg.ClientURL},
+		Endpoints:   []string{p.URL()},
 		DialTimeout: 2 * time.Second,
+		TLS:         p.cfg.tls.client,
 		Logger:      zap.NewNop(),
 	})
 }
@@ -162,6 +178,9 @@ func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
 		if err == nil {
 			return nil
 		}
+		if Permanent(err) {
+			return fmt.Errorf("etcd %s refused the readiness write: %w", p.cfg.Version, err)
+		}
 		if serr := p.sleepOrDone(ctx, PollInterval); serr != nil {
 			return fmt.Errorf("etcd %s: no write succeeded (last: %v): %w", p.cfg.Version, err, serr)
 		}
@@ -175,7 +194,7 @@ func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
 // requests that 3.4/3.5 used to set the cluster version, and panics on them.
 func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64, error) {
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := c.Status(sctx, p.cfg.ClientURL)
+	st, err := c.Status(sctx, p.URL())
 	cancel()
 	if err != nil {
 		return 0, fmt.Errorf("etcd %s status: %w", p.cfg.Version, err)

@@ -33,7 +33,9 @@ type Digest struct {
 	unleasedN int
 	leased    map[string]leasedKey
 	leases    map[int64]int64 // lease ID -> granted TTL
-	Duration  time.Duration
+	// Auth is the auth state (users, roles, permissions, on or off, revision).
+	Auth     v3backend.Auth
+	Duration time.Duration
 }
 
 type leasedKey struct {
@@ -78,6 +80,7 @@ func Of(dataDir string) (*Digest, error) {
 	defer db.Close()
 	d := &Digest{leased: map[string]leasedKey{}, leases: map[int64]int64{}}
 	err = db.View(func(tx *bolt.Tx) error {
+		d.Auth = v3backend.ReadAuth(tx)
 		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
 			err := lb.ForEach(func(_, v []byte) error {
 				var l leasepb.Lease
@@ -135,6 +138,9 @@ var ErrChanged = errors.New("the keyspace changed")
 // expired.
 func Compare(before, after *Digest) (expired int, err error) {
 	var diffs []string
+	if b, a := before.Auth, after.Auth; b.Enabled != a.Enabled || b.Revision != a.Revision || b.Sum != a.Sum {
+		diffs = append(diffs, fmt.Sprintf("auth: %s before, %s after (user/role records %016x and %016x)", b, a, b.Sum, a.Sum))
+	}
 	if before.unleasedN != after.unleasedN || before.unleased != after.unleased {
 		diffs = append(diffs, fmt.Sprintf("keys without a lease: %d before, %d after, digests %016x and %016x", before.unleasedN, after.unleasedN, before.unleased, after.unleased))
 	}

@@ -240,7 +240,7 @@ func (e *Executor) rollbackMinor(ctx context.Context, s Step) ([]any, error) {
 	// The data is normally at Via's minor; after a rollback cut short it may be at
 	// the target already (then there is nothing to downgrade).
 	_, err := e.runEtcd(ctx, s, s.Via, func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
-		if v, err := etcdproc.GetVersions(ctx, e.Member.ClientURL); err == nil && etcdproc.AtMinor(v.Cluster, want) {
+		if v, err := p.Versions(ctx); err == nil && etcdproc.AtMinor(v.Cluster, want) {
 			return nil
 		}
 		if err := etcdproc.Downgrade(ctx, c, want); err != nil {
@@ -382,7 +382,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 		if err := p.WaitWrite(ctx, c); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s, err)
 		}
-		if cancelled, err := etcdproc.CancelLeftoverDowngrade(ctx, c, e.Member.ClientURL); err != nil {
+		if cancelled, err := etcdproc.CancelLeftoverDowngrade(ctx, c, p.URL()); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s, err)
 		} else if cancelled {
 			log.Warn("cancelled a downgrade job left in the data, which kept the cluster version from moving up")
