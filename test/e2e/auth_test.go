@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,4 +152,29 @@ func TestAuthEnabledWalk(t *testing.T) {
 		t.Fatalf("auth after the rollback: %s, before: %s", got, authBefore)
 	}
 	assertAuthServed(t, binDir, "3.4.13", dataDir, want, "after the rollback to 3.4.13")
+}
+
+// TestClientTLSSettings: a member config whose client side is TLS with client
+// certificates (LISTEN_CLIENT_URLS https, ETCD_CREDS naming the server key pair, the
+// CA and --client-cert-auth) walks like any other: the step's private listener
+// uses migrate's own per-run TLS, which nothing in ETCD_CREDS replaces.
+func TestClientTLSSettings(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	pristine := etcdtest.ExtractFixture(t, fixture34)
+	want := baseline34(t, binDir, pristine)
+	dataDir := etcdtest.CopyDir(t, pristine)
+	cert, key, _ := peerTLS(t)
+	env := []string{
+		fmt.Sprintf("LISTEN_CLIENT_URLS=https://127.0.0.1:%d", etcdtest.FreePort(t)),
+		"ETCD_CREDS=--cert-file=" + cert + " --key-file=" + key + " --trusted-ca-file=" + cert + " --client-cert-auth=true",
+	}
+	start := time.Now()
+	r := runMigrate(t, binDir, dataDir, env, "--target-version=3.6.16", "--exec=false")
+	if r.code != 0 {
+		t.Fatalf("walk with client TLS settings: exit %d after %v\n%s", r.code, time.Since(start), r.stderr)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.6.16/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	assertServedKeyspace(t, binDir, "3.6.16", dataDir, want, "after a walk with client TLS settings")
 }
