@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-version"
+	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
@@ -24,6 +25,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -51,6 +53,13 @@ type Config struct {
 	// Backup copies the data dir to <data-dir>.bak before the first step that
 	// changes data files.
 	Backup bool
+
+	// DropV2Content lets the hop into 3.6 drop v2 keys outside DataPrefix too
+	// (DROP_V2_CONTENT); those under it are always dropped (see v2tov3.V2Content).
+	DropV2Content bool
+
+	// dropV2Top: the top-level v2 nodes preflight found, deleted before 3.6.
+	dropV2Top []string
 
 	// MoveBinaries copies etcd-<target>/etcdctl-<target> to etcd/etcdctl in BinDir
 	// (what the Kubernetes image does unless DO_NOT_MOVE_BINARIES=true).
@@ -189,6 +198,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		DataDir: c.DataDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
+		DropV2Top: c.dropV2Top,
 	}
 	backupNote := ""
 	for i, s := range plan {
@@ -271,6 +281,9 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if !runsEtcd {
 		return nil
 	}
+	if err := c.checkV2Content(plan); err != nil {
+		return err
+	}
 	if err := c.checkDiskSpace(plan); err != nil {
 		return err
 	}
@@ -299,6 +312,39 @@ func (c *Config) preflight(plan []steps.Step) error {
 		if err := checkFree("peer", u.Host); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkV2Content reads the v2 store of etcd3 data whose walk hops into 3.6 (which
+// refuses a v2 store with content) and refuses what cannot be dropped safely; what
+// can is recorded for the hop, which also needs the data's 3.5 etcd.
+func (c *Config) checkV2Content(plan []steps.Step) error {
+	for _, s := range plan {
+		if !steps.CrossesV2Removal(s) {
+			continue
+		}
+		if plan[0].From.Storage != versionfile.StorageEtcd3 {
+			return nil // converted from etcd2 into a fresh member dir: no v2 content
+		}
+		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.DataPrefix)
+		if err != nil {
+			return err
+		}
+		if content.MetaOnly {
+			return nil
+		}
+		if err := content.Check(c.DataPrefix, c.DropV2Content); err != nil {
+			return fmt.Errorf("%s -> %s: %w", s.From, s.To, err)
+		}
+		bin := steps.EtcdBinary(c.BinDir, s.From.Version)
+		if err := checkExecutable(bin); err != nil {
+			return err
+		}
+		c.Logger.Info("the v2 store holds content etcd 3.6+ refuses: the hop into 3.6 deletes it first", "v2_keys", content.Keys,
+			"outside_prefix", content.OutsidePrefix, "top_level_nodes", len(content.Top), "with", filepath.Base(bin))
+		c.dropV2Top = content.Top
+		return nil
 	}
 	return nil
 }

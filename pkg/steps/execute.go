@@ -47,8 +47,28 @@ type Executor struct {
 	DataPrefix string
 	Logger     *slog.Logger
 
+	// DropV2Top, when set, names the top-level v2 keys the hop into 3.6 deletes
+	// first (through the v2 API of the data's 3.5 etcd): etcd 3.6+ refuses a v2
+	// store with content. Preflight reads and checks them (v2tov3.ReadV2Content).
+	DropV2Top []string
+
 	// keys is the keyspace digest of the data as the last step left it.
 	keys *keyspace.Digest
+}
+
+// CrossesV2Removal reports whether step s moves etcd3 data from a minor that still
+// loads the v2 store's content (3.5 and older) to one that refuses it (3.6+).
+func CrossesV2Removal(s Step) bool {
+	return s.Kind == KindUpgradeMinor && s.From.Storage == versionfile.StorageEtcd3 &&
+		versionfile.CompareMinor(s.From.Version, v36) < 0 && versionfile.CompareMinor(s.To.Version, v36) >= 0
+}
+
+var v36 = versionfile.MustVersion("3.6.0")
+
+// dropsV2 tells whether etcd v runs in step s to delete the v2 content: the
+// data's own (3.5) etcd, before the hop.
+func (e *Executor) dropsV2(s Step, v *version.Version) bool {
+	return len(e.DropV2Top) > 0 && CrossesV2Removal(s) && v.Equal(s.From.Version)
 }
 
 // EtcdctlBinary is the path of the bundled etcdctl of version v.
@@ -114,7 +134,7 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 		}
 		var t []any
 		if s.Kind == KindUpgradeMinor {
-			t, err = e.runEtcd(ctx, s, s.To.Version, nil)
+			t, err = e.upgradeMinor(ctx, s)
 		} else {
 			t, err = e.rollbackMinor(ctx, s)
 		}
@@ -225,6 +245,34 @@ func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 		return nil, err
 	}
 	return append(t, "keys", res.Keys, "leases", res.Leases, "expired_skipped", res.Expired, "digest", res.Digest, "convert_ms", convertMs), nil
+}
+
+// upgradeMinor runs etcd of To on the data. Before a hop into 3.6 the data's 3.5
+// etcd first deletes the v2 content preflight found, and saves a snapshot past the
+// deletes: etcd 3.6 rebuilds its v2 store from that snapshot and the WAL after it,
+// and refuses to start if it holds anything but membership.
+func (e *Executor) upgradeMinor(ctx context.Context, s Step) ([]any, error) {
+	var dropped []any
+	if e.dropsV2(s, s.From.Version) {
+		start := time.Now()
+		_, err := e.runEtcd(ctx, s, s.From.Version, func(ctx context.Context, p *etcdproc.Process, _ *clientv3.Client) error {
+			for _, k := range e.DropV2Top {
+				if err := p.DeleteV2(ctx, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.Logger.Info("dropped the v2 store's content before etcd 3.6", "step", string(s.Kind), "etcd", s.From.Version.String(),
+			"v2_top_level_nodes", len(e.DropV2Top), "duration_ms", time.Since(start).Milliseconds())
+		dropped = []any{"v2_content_dropped_ms", time.Since(start).Milliseconds()}
+		e.DropV2Top = nil
+	}
+	t, err := e.runEtcd(ctx, s, s.To.Version, nil)
+	return append(t, dropped...), err
 }
 
 // rollbackMinor has etcd of the minor being left lower the cluster (and storage)
@@ -350,7 +398,8 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 	start := time.Now()
 	// etcd2 data is served with the v2 API.
 	fault.Point(fault.StepBeforeStart)
-	p, err := etcdproc.Start(e.procConfig(v, s.To.Storage == versionfile.StorageEtcd2 && v.Equal(s.To.Version), log))
+	enableV2 := (s.To.Storage == versionfile.StorageEtcd2 && v.Equal(s.To.Version)) || e.dropsV2(s, v)
+	p, err := etcdproc.Start(e.procConfig(v, enableV2, log))
 	if err != nil {
 		return nil, err
 	}

@@ -41,7 +41,7 @@ type options struct {
 	name, initialCluster, listenPeerURLs, advertisePeerURLs string
 	listenClientURLs, dataPrefix, ttlKeysDir, extraArgs     string
 	port, peerPort                                          int
-	exec, backup                                            bool
+	exec, backup, dropV2                                    bool
 	logFormat, logLevel                                     string
 	readyTimeout, stopTimeout                               time.Duration
 }
@@ -63,6 +63,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ttlKeysDir, "ttl-keys-directory", "", "directory of keys that must expire (env TTL_KEYS_DIRECTORY; default <prefix>/events)")
 	fs.StringVar(&o.extraArgs, "etcd-server-extra-args", "", "extra flags for every etcd a step starts, e.g. peer TLS (env ETCD_CREDS)")
 	fs.BoolVar(&o.exec, "exec", true, "exec etcd-<target-version> after migrating; --exec=false exits 0 instead")
+	fs.BoolVar(&o.dropV2, "drop-v2-content", false, "let the hop into etcd 3.6 drop v2 keys outside --etcd-data-prefix too (env DROP_V2_CONTENT=true); v2 keys under it are always dropped")
 	fs.BoolVar(&o.backup, "backup", true, "copy the data dir to <data-dir>.bak before the first step that changes it")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (adds the step etcd's own log lines), info, warn, error")
@@ -176,12 +177,13 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
 			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
 		},
-		TTLKeysDir:   ttlKeysDir,
-		DataPrefix:   prefix,
-		Backup:       o.backup,
-		ReadyTimeout: o.readyTimeout,
-		StopTimeout:  o.stopTimeout,
-		MoveBinaries: getenv("DO_NOT_MOVE_BINARIES") != "true",
+		TTLKeysDir:    ttlKeysDir,
+		DataPrefix:    prefix,
+		Backup:        o.backup,
+		ReadyTimeout:  o.readyTimeout,
+		StopTimeout:   o.stopTimeout,
+		MoveBinaries:  getenv("DO_NOT_MOVE_BINARIES") != "true",
+		DropV2Content: o.dropV2 || (!fs.Changed("drop-v2-content") && getenv("DROP_V2_CONTENT") == "true"),
 	}
 	if strings.Contains(r.cfg.ClientURL, ",") {
 		return bad("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
