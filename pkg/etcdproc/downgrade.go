@@ -74,6 +74,9 @@ func (p *Process) WaitDowngradeDone(ctx context.Context, c *clientv3.Client) err
 			if err == nil && (st.DowngradeInfo == nil || !st.DowngradeInfo.Enabled) {
 				return nil
 			}
+			if Permanent(err) {
+				return fmt.Errorf("etcd %s: status: %w", p.cfg.Version, err)
+			}
 		} else if p.downgraded.Load() {
 			return nil
 		}

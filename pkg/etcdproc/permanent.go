@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -35,6 +36,15 @@ func Permanent(err error) bool {
 	switch code {
 	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented:
 		return true
+	case codes.FailedPrecondition:
+		// etcd also says "precondition" for states a retry can outlive (a lease
+		// that exists, no downgrade in flight): only its auth refusals count.
+		desc := rpctypes.ErrorDesc(err)
+		for _, e := range []error{rpctypes.ErrGRPCUserNotFound, rpctypes.ErrGRPCRoleNotFound, rpctypes.ErrGRPCInvalidAuthMgmt, rpctypes.ErrGRPCAuthNotEnabled} {
+			if strings.HasSuffix(desc, rpctypes.ErrorDesc(e)) {
+				return true
+			}
+		}
 	}
 	var (
 		unknownAuthority x509.UnknownAuthorityError

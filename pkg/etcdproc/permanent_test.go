@@ -28,7 +28,7 @@ func TestPermanent(t *testing.T) {
 	// The private TLS of a step, asked over plain HTTP.
 	plainSrv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer plainSrv.Close()
-	pt, err := newPrivateTLS()
+	pt, err := newPrivateTLS(stepUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +45,9 @@ func TestPermanent(t *testing.T) {
 		{"auth enabled, no user (gRPC status)", rpctypes.ErrGRPCUserEmpty, true},
 		{"permission denied", fmt.Errorf("lease grant: %w", rpctypes.ErrPermissionDenied), true},
 		{"auth failed", rpctypes.ErrAuthFailed, true},
+		{"user not found (client error)", fmt.Errorf("cancel: %w", rpctypes.ErrUserNotFound), true},
+		{"user not found (gRPC status)", rpctypes.ErrGRPCUserNotFound, true},
+		{"no downgrade in flight", rpctypes.ErrGRPCNoInflightDowngrade, false},
 		{"invalid auth token", rpctypes.ErrGRPCInvalidAuthToken, true},
 		{"TLS: unknown authority", tlsErr, true},
 		{"TLS to a plain HTTP server", httpsToHTTP, true},

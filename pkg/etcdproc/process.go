@@ -56,6 +56,8 @@ type Config struct {
 
 	// tls is the private client listener's TLS, made by Start.
 	tls *privateTLS
+	// user overrides stepUser as the client certificate's CN (tests).
+	user string
 }
 
 // URL is the private client URL the step's etcd serves: ClientURL's host and port,
@@ -166,7 +168,11 @@ type Process struct {
 // Start launches the etcd binary. The child dies with us (SIGKILL on parent death on
 // Linux) so a killed migrate never leaves a stray etcd holding the data dir.
 func Start(cfg Config) (_ *Process, err error) {
-	if cfg.tls, err = newPrivateTLS(); err != nil {
+	user := stepUser
+	if cfg.user != "" {
+		user = cfg.user
+	}
+	if cfg.tls, err = newPrivateTLS(user); err != nil {
 		return nil, err
 	}
 	defer func() {

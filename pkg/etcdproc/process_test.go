@@ -52,6 +52,22 @@ func TestArgs(t *testing.T) {
 		t.Errorf("3.4 has no downgrade monitor flag: %s", a)
 	}
 
+	// Once Start made the private TLS, the client URL is https and the TLS flags
+	// come after the extra args, so ETCD_CREDS cannot replace them.
+	withTLS := base
+	withTLS.ExtraArgs = []string{"--cert-file=/theirs.crt"}
+	pt, err := newPrivateTLS(stepUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pt.remove()
+	withTLS.tls = pt
+	a := withTLS.Args()
+	if !slices.Contains(a, "--listen-client-urls=https://127.0.0.1:1") || a[len(a)-1] != "--client-cert-auth=true" ||
+		slices.Index(a, "--cert-file="+pt.certFile) < slices.Index(a, "--cert-file=/theirs.crt") {
+		t.Errorf("private TLS flags: %q", a)
+	}
+
 	old := base
 	old.Version = versionfile.MustVersion("3.4.13")
 	if a := old.Args(); !slices.Contains(a, "--logger=zap") || !slices.Contains(a, "--log-outputs=stderr") {

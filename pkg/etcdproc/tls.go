@@ -37,9 +37,9 @@ type privateTLS struct {
 	client                    *tls.Config
 }
 
-// newPrivateTLS writes the CA certificate and the server key pair into a new 0700
+// newPrivateTLS (user: the client certificate's CN) writes the CA certificate and the server key pair into a new 0700
 // temp dir and returns them with the client side's TLS config.
-func newPrivateTLS() (*privateTLS, error) {
+func newPrivateTLS(user string) (*privateTLS, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -84,7 +84,7 @@ func newPrivateTLS() (*privateTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	cliKey, cliDER, err := leaf(3, stepUser, x509.ExtKeyUsageClientAuth)
+	cliKey, cliDER, err := leaf(3, user, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return nil, err
 	}
