@@ -131,6 +131,12 @@ func ServeAs(t testing.TB, binDir, version, dataDir, user, password string) *Ser
 	return serveWith(t, binDir, version, dataDir, clientv3.Config{Username: user, Password: password})
 }
 
+// ServeArgs is Serve with extra etcd flags (e.g. --wal-dir).
+func ServeArgs(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
+	t.Helper()
+	return serve(t, binDir, version, dataDir, extra...)
+}
+
 // serve is Serve with extra etcd flags.
 func serve(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
 	t.Helper()

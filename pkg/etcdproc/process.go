@@ -43,6 +43,8 @@ type Config struct {
 	Binary  string           // path of etcd-<Version>
 	Version *version.Version // version of Binary
 	DataDir string
+	// WALDir is etcd's --wal-dir when the WAL lives outside the data dir.
+	WALDir string
 	// SnapshotCount is passed as --snapshot-count: small, so the step can make etcd
 	// save a snapshot with a couple of writes.
 	SnapshotCount int
@@ -102,6 +104,9 @@ func (c Config) Args() []string {
 		// etcd 3.4 logs through capnslog unless told otherwise; zap gives one JSON
 		// object per line like 3.5+.
 		args = append(args, "--logger=zap", "--log-outputs=stderr")
+	}
+	if c.WALDir != "" {
+		args = append(args, "--wal-dir="+c.WALDir)
 	}
 	if c.EnableV2 {
 		args = append(args, "--enable-v2=true")

@@ -20,7 +20,7 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 	var rewrite, runsEtcd bool
 	for _, s := range plan {
 		runsEtcd = runsEtcd || s.Kind != steps.KindWriteVersion
-		rewrite = rewrite || s.Kind == steps.KindV2ToV3 || s.Kind == steps.KindRollbackToEtcd2 || steps.RollbackBySnapshot(s)
+		rewrite = rewrite || steps.RewritesMemberDir(s)
 	}
 	if !runsEtcd {
 		return nil

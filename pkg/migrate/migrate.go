@@ -32,6 +32,9 @@ import (
 // Config is everything a run needs, resolved from flags and environment.
 type Config struct {
 	DataDir string
+	// WALDir is the member's separate WAL dir (etcd's --wal-dir), "" when the WAL
+	// is in the data dir.
+	WALDir  string
 	BinDir  string
 	Target  versionfile.Pair
 	Bundled []*version.Version
@@ -195,7 +198,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		return nil, inputErr(err)
 	}
 	ex := &steps.Executor{
-		DataDir: c.DataDir, BinDir: c.BinDir, Member: c.Member,
+		DataDir: c.DataDir, WALDir: c.WALDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
 		DropV2Top: c.dropV2Top,
@@ -281,6 +284,9 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if !runsEtcd {
 		return nil
 	}
+	if err := c.checkWALDir(plan); err != nil {
+		return err
+	}
 	if err := c.checkV2Content(plan); err != nil {
 		return err
 	}
@@ -316,6 +322,31 @@ func (c *Config) preflight(plan []steps.Step) error {
 	return nil
 }
 
+// checkWALDir checks a separate WAL dir before a run that starts etcd: it must
+// hold the member's WAL (an etcd given a db and an empty WAL dir would start a new
+// member), and no step may replace the member dir, since the replacement's new WAL
+// would land in the data dir while the old one stayed in the WAL dir.
+func (c *Config) checkWALDir(plan []steps.Step) error {
+	if c.WALDir == "" {
+		return nil
+	}
+	if filepath.Clean(c.WALDir) == versionfile.WALDir(c.DataDir) {
+		c.WALDir = "" // etcd's own place: nothing separate
+		return nil
+	}
+	for _, s := range plan {
+		if steps.RewritesMemberDir(s) {
+			return fmt.Errorf("%s: a separate WAL dir (%s) is not supported for this step, which writes a new member dir: move the WAL into %s for the migration (etcd stopped: mv %s/* %s/) and drop --wal-dir/ETCD_WAL_DIR, or choose a target reached by upgrades and 3.6+ rollbacks only",
+				s, c.WALDir, versionfile.WALDir(c.DataDir), c.WALDir, versionfile.WALDir(c.DataDir))
+		}
+	}
+	wals, err := filepath.Glob(filepath.Join(c.WALDir, "*.wal"))
+	if err != nil || len(wals) == 0 {
+		return fmt.Errorf("the WAL dir %s (--wal-dir/ETCD_WAL_DIR) holds no WAL files, but the data dir %s holds etcd data: point --wal-dir at this member's WAL, or drop it if the WAL is in %s", c.WALDir, c.DataDir, versionfile.WALDir(c.DataDir))
+	}
+	return nil
+}
+
 // checkV2Content reads the v2 store of etcd3 data whose walk hops into 3.6 (which
 // refuses a v2 store with content) and refuses what cannot be dropped safely; what
 // can is recorded for the hop, which also needs the data's 3.5 etcd.
@@ -327,7 +358,7 @@ func (c *Config) checkV2Content(plan []steps.Step) error {
 		if plan[0].From.Storage != versionfile.StorageEtcd3 {
 			return nil // converted from etcd2 into a fresh member dir: no v2 content
 		}
-		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.DataPrefix)
+		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.WALDir, c.DataPrefix)
 		if err != nil {
 			return err
 		}

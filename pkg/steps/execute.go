@@ -31,7 +31,10 @@ const StepSpace = 64 << 20
 // Executor runs planned steps on one data dir.
 type Executor struct {
 	DataDir string
-	BinDir  string
+	// WALDir is the member's separate WAL dir (--wal-dir), "" when the WAL is in
+	// the data dir. Only steps that keep the member dir support one.
+	WALDir string
+	BinDir string
 	// Member is the identity and private URLs of the steps' etcd.
 	Member etcdproc.Member
 	// ReadyTimeout bounds one step's wait for etcd to take over the data.
@@ -69,6 +72,13 @@ var v36 = versionfile.MustVersion("3.6.0")
 // data's own (3.5) etcd, before the hop.
 func (e *Executor) dropsV2(s Step, v *version.Version) bool {
 	return len(e.DropV2Top) > 0 && CrossesV2Removal(s) && v.Equal(s.From.Version)
+}
+
+// RewritesMemberDir reports whether step s builds a new member dir (new WAL
+// included) and swaps it in: the etcd2 conversion, the rollback to etcd2 and the
+// snapshot-restore rollback. The others keep the member dir and its WAL.
+func RewritesMemberDir(s Step) bool {
+	return s.Kind == KindV2ToV3 || s.Kind == KindRollbackToEtcd2 || (s.Kind == KindRollbackMinor && RollbackBySnapshot(s))
 }
 
 // EtcdctlBinary is the path of the bundled etcdctl of version v.
@@ -211,6 +221,7 @@ func (e *Executor) procConfig(v *version.Version, enableV2 bool, log *slog.Logge
 		Binary:        EtcdBinary(e.BinDir, v),
 		Version:       v,
 		DataDir:       e.DataDir,
+		WALDir:        e.WALDir,
 		SnapshotCount: 1,
 		// Lets etcd end a finished downgrade job within a poll or two.
 		DowngradeCheckTime: 50 * time.Millisecond,

@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2error"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.uber.org/zap"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // V2Content is what the v2 store of an etcd3 data dir holds besides etcd's own
@@ -38,15 +40,18 @@ type V2Content struct {
 // ReadV2Content rebuilds the v2 store of the etcd3 data dir dataDir offline (the
 // newest v2 snapshot plus the WAL after it, as etcd does at start) and reports
 // what it holds besides membership; prefix is the Kubernetes key prefix. It only
-// reads dataDir; the loader's value spool goes to a temp dir, removed before it
+// reads dataDir (and walDir, its WAL dir: "" for the one inside it); the loader's value spool goes to a temp dir, removed before it
 // returns.
-func ReadV2Content(lg *zap.Logger, dataDir, prefix string) (V2Content, error) {
+func ReadV2Content(lg *zap.Logger, dataDir, walDir, prefix string) (V2Content, error) {
+	if walDir == "" {
+		walDir = versionfile.WALDir(dataDir)
+	}
 	tmp, err := os.MkdirTemp("", "etcd-migrate-v2content-*")
 	if err != nil {
 		return V2Content{}, fmt.Errorf("v2 store of %s: %w", dataDir, err)
 	}
 	defer os.RemoveAll(tmp)
-	loaded, err := LoadStore(lg, dataDir, filepath.Join(tmp, "values"))
+	loaded, err := loadStore(lg, walDir, versionfile.SnapDir(dataDir), filepath.Join(tmp, "values"))
 	if err != nil {
 		return V2Content{}, fmt.Errorf("v2 store of %s: %w", dataDir, err)
 	}

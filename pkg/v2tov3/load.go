@@ -63,7 +63,12 @@ func (l *LoadResult) Close() error { return l.Values.close() }
 // It only reads dataDir; the snapshot's values go to a new spool file at spoolPath,
 // which Close removes.
 func LoadStore(lg *zap.Logger, dataDir, spoolPath string) (*LoadResult, error) {
-	walDir, snapDir := versionfile.WALDir(dataDir), versionfile.SnapDir(dataDir)
+	return loadStore(lg, versionfile.WALDir(dataDir), versionfile.SnapDir(dataDir), spoolPath)
+}
+
+// loadStore is LoadStore with the WAL and snap dirs named (the WAL dir may be a
+// separate --wal-dir).
+func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, error) {
 	snaps, err := snapFiles(snapDir)
 	if err != nil {
 		return nil, err

@@ -49,7 +49,7 @@ func etcdctlMigrated(t *testing.T, binDir string, outside bool) string {
 
 func v2Content(t *testing.T, dataDir string) v2tov3.V2Content {
 	t.Helper()
-	c, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, "/registry")
+	c, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, "", "/registry")
 	if err != nil {
 		t.Fatal(err)
 	}

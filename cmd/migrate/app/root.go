@@ -192,6 +192,23 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	return r, nil
 }
 
+// walDir is the served etcd's --wal-dir (the args after --, else ETCD_WAL_DIR, which
+// etcd reads too): the steps run with it.
+func walDir(etcdArgs []string, getenv func(string) string) string {
+	dir := getenv("ETCD_WAL_DIR")
+	for i, a := range etcdArgs {
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "wal-dir" {
+			continue
+		}
+		if !hasVal && i+1 < len(etcdArgs) {
+			val = etcdArgs[i+1]
+		}
+		dir = val
+	}
+	return dir
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -258,6 +275,7 @@ then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
 				return err
 			}
 			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
+			r.cfg.WALDir = walDir(args, getenv)
 			if r.exec {
 				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
 					return err
