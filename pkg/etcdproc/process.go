@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,7 +178,7 @@ func Start(cfg Config) (_ *Process, err error) {
 	if cfg.user != "" {
 		user = cfg.user
 	}
-	if cfg.tls, err = newPrivateTLS(user); err != nil {
+	if cfg.tls, err = newPrivateTLS(user, filepath.Dir(filepath.Clean(cfg.DataDir))); err != nil {
 		return nil, err
 	}
 	defer func() {

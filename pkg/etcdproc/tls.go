@@ -37,9 +37,10 @@ type privateTLS struct {
 	client                    *tls.Config
 }
 
-// newPrivateTLS (user: the client certificate's CN) writes the CA certificate and the server key pair into a new 0700
-// temp dir and returns them with the client side's TLS config.
-func newPrivateTLS(user string) (*privateTLS, error) {
+// newPrivateTLS (user: the client certificate's CN) writes the CA certificate and
+// the server key pair into a new 0700 temp dir, and returns them with the client
+// side's TLS config.
+func newPrivateTLS(user string, fallbackDirs ...string) (*privateTLS, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -88,7 +89,15 @@ func newPrivateTLS(user string) (*privateTLS, error) {
 	if err != nil {
 		return nil, err
 	}
+	// $TMPDIR first; a read-only root file system (a hardened pod) leaves the
+	// fallbacks, e.g. the data dir's parent, which holds the lock and backup anyway.
 	dir, err := os.MkdirTemp("", "etcd-migrate-tls-*")
+	for _, fb := range fallbackDirs {
+		if err == nil {
+			break
+		}
+		dir, err = os.MkdirTemp(fb, ".etcd-migrate-tls-*")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("private TLS files: %w", err)
 	}
