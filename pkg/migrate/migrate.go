@@ -134,6 +134,11 @@ func (c *Config) Plan() (Status, []steps.Step, error) {
 	if err != nil {
 		return st, nil, err
 	}
+	if st.Current == nil {
+		if err := checkEmptyDirTarget(c.Target); err != nil {
+			return st, nil, inputErr(err)
+		}
+	}
 	if st.Current == nil && st.VersionFile != nil && st.VersionFile.Equal(c.Target) {
 		return st, nil, nil // an empty data dir that already records the target
 	}
