@@ -229,6 +229,10 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 	if !r.exec {
 		return lk.Release()
 	}
+	if sig, ok := closeSignalGate(ctx); ok {
+		lk.Release()
+		return interruptedBeforeExec(sig, r.cfg.Target.String())
+	}
 	return r.cfg.Exec(lk, args)
 }
 
