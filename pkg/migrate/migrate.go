@@ -207,9 +207,10 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
 	}
-	backupNote := ""
+	backupNote, backedUp := "", false
 	for i, s := range plan {
-		if backupNote == "" && s.Kind != steps.KindWriteVersion {
+		if !backedUp && s.Kind != steps.KindWriteVersion {
+			backedUp = true
 			note, err := c.backupBeforeChange(ctx, st)
 			if err != nil {
 				if ctx.Err() != nil {
