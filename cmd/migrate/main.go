@@ -6,14 +6,14 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/etcd-migrate/etcd-migrate/cmd/migrate/app"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// SIGTERM/SIGINT stop the run; one that arrives before the exec ends it
+	// without starting etcd (see app.NotifySignals).
+	ctx, stop := app.NotifySignals(context.Background())
 	defer stop()
 	err := app.NewRootCommand(os.Getenv).ExecuteContext(ctx)
 	os.Exit(app.ExitCode(err))

@@ -1,16 +1,30 @@
-// Package backup keeps a complete copy of a data dir at <data-dir>.bak before a run
-// changes it. The copy is written under a temporary name and swapped in only when
-// complete and fsynced, so a good older backup is never replaced by a partial one.
+// Package backup keeps a complete copy of a data dir at <data-dir>.bak, taken before
+// the first step of a migration, and a record beside it (<data-dir>.bak.json) of
+// which migration it belongs to.
+//
+// Retention: the copy of a migration that has not reached its target yet is never
+// replaced — retries after a failure (what a kubelet does, again and again) keep
+// the data as it was before the migration, and copy nothing. Once a run reaches
+// its target the record says so, and the copy stays until the next migration that
+// changes data replaces it with its own pre-migration copy: one backup is kept.
+//
+// The copy is written under a temporary name and swapped in only when complete and
+// fsynced, so a good older backup is never replaced by a partial one; the record is
+// written (durably) only once the copy is in place.
 package backup
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -19,6 +33,122 @@ import (
 // Path is the backup of dataDir.
 func Path(dataDir string) string { return filepath.Clean(dataDir) + ".bak" }
 
+// RecordPath is the record of what Path(dataDir) holds.
+func RecordPath(dataDir string) string { return Path(dataDir) + ".json" }
+
+// Record says which migration a backup belongs to.
+type Record struct {
+	// Before is the data's state when it was copied (version.txt or what the data
+	// says), e.g. "3.4.13/etcd3".
+	Before string `json:"before"`
+	// Target is the target of the run that took the copy.
+	Target string    `json:"target"`
+	Taken  time.Time `json:"taken"`
+	// Completed is set once a run reached its target: the migration the copy was
+	// taken for has ended, and the next one replaces the copy.
+	Completed bool `json:"completed"`
+	// CompletedAt is the target that run reached.
+	CompletedAt string `json:"completed_at,omitempty"`
+}
+
+// State is a data dir's backup as found on disk.
+type State struct {
+	Path   string
+	Exists bool
+	// Record is nil when there is no readable record: a backup of an older
+	// migrate, or one whose record was lost (treated as a completed migration's).
+	Record *Record
+	// RecordErr says why a record file present could not be read.
+	RecordErr error
+}
+
+// Pending reports a backup of a migration that has not reached its target: it is
+// kept, whatever a run does, until one does.
+func (s State) Pending() bool { return s.Exists && s.Record != nil && !s.Record.Completed }
+
+// Inspect reads the backup of dataDir and its record. It changes nothing.
+func Inspect(dataDir string) State {
+	s := State{Path: Path(dataDir)}
+	fi, err := os.Stat(s.Path)
+	s.Exists = err == nil && fi.IsDir()
+	b, err := os.ReadFile(RecordPath(dataDir))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		s.RecordErr = err
+	default:
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil || r.Before == "" {
+			s.RecordErr = fmt.Errorf("%s: not a backup record: %v", RecordPath(dataDir), err)
+		} else {
+			s.Record = &r
+		}
+	}
+	return s
+}
+
+// CleanStale removes what an interrupted backup left beside the data dir: copies
+// in <data-dir>.bak.tmp-* (a killed copy; the data was not changed after it, so
+// the next copy takes its place), temp files of the record, and a previous backup
+// set aside as <data-dir>.bak.old (put back if the new one never took its place).
+// Call it under the data dir lock. It returns what it removed or put back.
+func CleanStale(dataDir string) ([]string, error) {
+	dst := Path(dataDir)
+	var done []string
+	tmps, _ := filepath.Glob(dst + ".tmp-*")
+	recTmps, _ := filepath.Glob(filepath.Join(filepath.Dir(dst), "."+filepath.Base(RecordPath(dataDir))+".tmp-*"))
+	for _, p := range append(tmps, recTmps...) {
+		if err := os.RemoveAll(p); err != nil {
+			return done, fmt.Errorf("remove the stale backup copy %s: %w", p, err)
+		}
+		done = append(done, p)
+	}
+	old := dst + ".old"
+	if _, err := os.Lstat(old); err == nil {
+		if _, err := os.Stat(dst); errors.Is(err, os.ErrNotExist) {
+			// Cut short between the two renames of Make: the previous backup is
+			// still the one its record describes.
+			if err := os.Rename(old, dst); err != nil {
+				return done, fmt.Errorf("put the previous backup %s back to %s: %w", old, dst, err)
+			}
+			done = append(done, old+" (put back)")
+		} else if err := os.RemoveAll(old); err != nil {
+			return done, fmt.Errorf("remove the replaced backup %s: %w", old, err)
+		} else {
+			done = append(done, old)
+		}
+	}
+	if len(done) > 0 {
+		if err := versionfile.SyncDir(filepath.Dir(dst)); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// Complete records that a run reached target: the backup's migration has ended.
+// Nothing happens unless a pending backup exists.
+func Complete(dataDir string, target string) (bool, error) {
+	s := Inspect(dataDir)
+	if !s.Pending() {
+		return false, nil
+	}
+	r := *s.Record
+	r.Completed, r.CompletedAt = true, target
+	return true, writeRecord(dataDir, r)
+}
+
+func writeRecord(dataDir string, r Record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if err := versionfile.WriteFileDurable(RecordPath(dataDir), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("backup record %s: %w", RecordPath(dataDir), err)
+	}
+	return nil
+}
+
 // Result describes a written backup.
 type Result struct {
 	Path  string
@@ -26,9 +156,12 @@ type Result struct {
 	Bytes int64 // data bytes copied (holes of sparse files are not counted)
 }
 
-// Make copies dataDir to Path(dataDir): into <path>.tmp-*, fsynced, then renamed
-// into place (the previous backup is removed only after that).
-func Make(dataDir string) (*Result, error) {
+// Make copies dataDir to Path(dataDir) and records rec beside it: into
+// <path>.tmp-*, fsynced, then renamed into place (the previous backup is removed
+// only after that), then the record is written. It stops with ctx's error, leaving
+// the previous backup as it was, when ctx is done (a signal) before the copy is
+// complete.
+func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 	dst := Path(dataDir)
 	parent := filepath.Dir(dst)
 	tmp, err := os.MkdirTemp(parent, filepath.Base(dst)+".tmp-")
@@ -50,6 +183,9 @@ func Make(dataDir string) (*Result, error) {
 		if err != nil {
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		rel, _ := filepath.Rel(dataDir, path)
 		if rel == "." {
 			return nil
@@ -66,7 +202,7 @@ func Make(dataDir string) (*Result, error) {
 		case d.IsDir():
 			return os.Mkdir(target, info.Mode().Perm())
 		case info.Mode().IsRegular():
-			n, err := copyFile(path, target, info)
+			n, err := copyFile(ctx, path, target, info)
 			res.Files++
 			res.Bytes += n
 			return err
@@ -94,11 +230,23 @@ func Make(dataDir string) (*Result, error) {
 		return nil, fmt.Errorf("install backup %s: %w", dst, err)
 	}
 	done = true
-	fault.Point(fault.BackupAfterRename)
 	if err := versionfile.SyncDir(parent); err != nil {
 		return nil, err
 	}
-	return res, os.RemoveAll(old)
+	if err := os.RemoveAll(old); err != nil {
+		return nil, err
+	}
+	// Until the record is written, the previous one (completed, or none) stands:
+	// a crash here makes the next run copy again, from data no step has changed.
+	rec.Completed, rec.CompletedAt = false, ""
+	if rec.Taken.IsZero() {
+		rec.Taken = time.Now().UTC().Truncate(time.Second)
+	}
+	if err := writeRecord(dataDir, rec); err != nil {
+		return nil, err
+	}
+	fault.Point(fault.BackupAfterRename)
+	return res, nil
 }
 
 const chunk = 1 << 20
@@ -107,7 +255,7 @@ var zeros = make([]byte, chunk)
 
 // copyFile copies src to dst keeping holes: all-zero chunks are skipped (etcd's
 // preallocated 64 MiB WAL segments are mostly holes).
-func copyFile(src, dst string, info fs.FileInfo) (int64, error) {
+func copyFile(ctx context.Context, src, dst string, info fs.FileInfo) (int64, error) {
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, err
@@ -120,6 +268,10 @@ func copyFile(src, dst string, info fs.FileInfo) (int64, error) {
 	buf := make([]byte, chunk)
 	var written, off int64
 	for {
+		if err := ctx.Err(); err != nil {
+			out.Close()
+			return written, err
+		}
 		n, rerr := io.ReadFull(in, buf)
 		if n > 0 {
 			if !bytes.Equal(buf[:n], zeros[:n]) {

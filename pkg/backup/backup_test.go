@@ -2,6 +2,8 @@ package backup
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,7 +23,7 @@ func TestMake(t *testing.T) {
 	f.Close()
 	os.MkdirAll(filepath.Join(data, ".migrate-v2tov3"), 0o700) // scratch: not copied
 
-	res, err := Make(data)
+	res, err := Make(context.Background(), data, Record{Before: "3.5.35/etcd3", Target: "3.6.16/etcd3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,7 @@ func TestMake(t *testing.T) {
 		t.Skip("no mkfifo here:", err)
 	}
 	os.WriteFile(filepath.Join(data, "version.txt"), []byte("3.6.16/etcd3\n"), 0o644)
-	if _, err := Make(data); err == nil || !strings.Contains(err.Error(), "not backing up special files") {
+	if _, err := Make(context.Background(), data, Record{Before: "x"}); err == nil || !strings.Contains(err.Error(), "not backing up special files") {
 		t.Fatalf("Make with a fifo = %v", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(res.Path, "version.txt")); string(b) != "3.5.35/etcd3\n" {
@@ -62,10 +64,139 @@ func TestMake(t *testing.T) {
 		t.Fatalf("temp dirs left: %v", left)
 	}
 	os.Remove(filepath.Join(data, "fifo"))
-	if _, err := Make(data); err != nil {
+	if _, err := Make(context.Background(), data, Record{Before: "3.6.16/etcd3", Target: "3.7.3/etcd3"}); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(res.Path, "version.txt")); string(b) != "3.6.16/etcd3\n" {
 		t.Fatalf("new backup not in place: version.txt %q", b)
+	}
+}
+
+func newData(t *testing.T) string {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(filepath.Join(data, "member", "snap"), 0o700)
+	os.WriteFile(filepath.Join(data, "version.txt"), []byte("3.4.13/etcd3\n"), 0o644)
+	os.WriteFile(filepath.Join(data, "member", "snap", "db"), bytes.Repeat([]byte("db"), 3<<20), 0o600)
+	return data
+}
+
+// TestRecordLifecycle: a new backup is pending (kept by every run) until Complete;
+// its record is written durably beside it, 0600.
+func TestRecordLifecycle(t *testing.T) {
+	data := newData(t)
+	if s := Inspect(data); s.Exists || s.Pending() || s.Record != nil {
+		t.Fatalf("before any backup: %+v", s)
+	}
+	if ok, err := Complete(data, "3.7.3/etcd3"); ok || err != nil {
+		t.Fatalf("Complete without a backup = %v, %v", ok, err)
+	}
+	if _, err := Make(context.Background(), data, Record{Before: "3.4.13/etcd3", Target: "3.7.3/etcd3"}); err != nil {
+		t.Fatal(err)
+	}
+	s := Inspect(data)
+	if !s.Exists || !s.Pending() || s.Record.Before != "3.4.13/etcd3" || s.Record.Target != "3.7.3/etcd3" || s.Record.Taken.IsZero() {
+		t.Fatalf("after Make: %+v %+v", s, s.Record)
+	}
+	fi, err := os.Stat(RecordPath(data))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("record %s: %v %v", RecordPath(data), fi, err)
+	}
+	if ok, err := Complete(data, "3.6.16/etcd3"); !ok || err != nil {
+		t.Fatalf("Complete = %v, %v", ok, err)
+	}
+	s = Inspect(data)
+	if s.Pending() || !s.Record.Completed || s.Record.CompletedAt != "3.6.16/etcd3" || s.Record.Before != "3.4.13/etcd3" {
+		t.Fatalf("after Complete: %+v", s.Record)
+	}
+	// The next Make starts a new pending record.
+	if _, err := Make(context.Background(), data, Record{Before: "3.6.16/etcd3", Target: "3.7.3/etcd3"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := Inspect(data); !s.Pending() || s.Record.Before != "3.6.16/etcd3" || s.Record.CompletedAt != "" {
+		t.Fatalf("after a second Make: %+v", s.Record)
+	}
+	// A record without its backup (moved away to restore it) is not pending.
+	os.Rename(Path(data), data+".restored")
+	if s := Inspect(data); s.Pending() {
+		t.Fatalf("pending without a backup dir: %+v", s)
+	}
+	// A damaged record: not pending, the error says why.
+	os.Rename(data+".restored", Path(data))
+	os.WriteFile(RecordPath(data), []byte("{"), 0o600)
+	if s := Inspect(data); s.Pending() || s.RecordErr == nil {
+		t.Fatalf("damaged record: %+v", s)
+	}
+}
+
+// TestCleanStale: copies a killed backup left are removed; a previous backup set
+// aside by a copy cut short between its renames is put back.
+func TestCleanStale(t *testing.T) {
+	data := newData(t)
+	if _, err := Make(context.Background(), data, Record{Before: "3.4.13/etcd3", Target: "3.5.35/etcd3"}); err != nil {
+		t.Fatal(err)
+	}
+	stale := Path(data) + ".tmp-123"
+	os.MkdirAll(filepath.Join(stale, "member"), 0o700)
+	os.WriteFile(filepath.Join(stale, "member", "half"), []byte("x"), 0o600)
+	recTmp := filepath.Join(filepath.Dir(data), ".data.bak.json.tmp-9")
+	os.WriteFile(recTmp, []byte("{"), 0o600)
+	done, err := CleanStale(data)
+	if err != nil || len(done) != 2 {
+		t.Fatalf("CleanStale = %v, %v", done, err)
+	}
+	for _, p := range []string{stale, recTmp} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Fatalf("%s left", p)
+		}
+	}
+	if !Inspect(data).Pending() {
+		t.Fatal("the backup itself was touched")
+	}
+
+	// Cut short after the previous backup was set aside: it goes back.
+	os.Rename(Path(data), Path(data)+".old")
+	if done, err := CleanStale(data); err != nil || len(done) != 1 || !strings.Contains(done[0], "put back") {
+		t.Fatalf("CleanStale = %v, %v", done, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(Path(data), "version.txt")); err != nil || string(b) != "3.4.13/etcd3\n" {
+		t.Fatalf("backup not put back: %q %v", b, err)
+	}
+	// Cut short after the new one took its place: the old one goes.
+	os.MkdirAll(Path(data)+".old", 0o700)
+	if done, err := CleanStale(data); err != nil || len(done) != 1 {
+		t.Fatalf("CleanStale = %v, %v", done, err)
+	}
+	if _, err := os.Lstat(Path(data) + ".old"); err == nil {
+		t.Fatal(".old left")
+	}
+	if done, err := CleanStale(data); err != nil || len(done) != 0 {
+		t.Fatalf("CleanStale on a clean parent = %v, %v", done, err)
+	}
+}
+
+// TestMakeCancelled: a signal (ctx done) during the copy stops it; the previous
+// backup and its record stay as they were, no temp copy is left.
+func TestMakeCancelled(t *testing.T) {
+	data := newData(t)
+	if _, err := Make(context.Background(), data, Record{Before: "3.4.13/etcd3", Target: "3.5.35/etcd3"}); err != nil {
+		t.Fatal(err)
+	}
+	Complete(data, "3.5.35/etcd3")
+	os.WriteFile(filepath.Join(data, "version.txt"), []byte("3.5.35/etcd3\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Make(ctx, data, Record{Before: "3.5.35/etcd3", Target: "3.6.16/etcd3"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Make after cancel = %v", err)
+	}
+	s := Inspect(data)
+	if s.Record.Before != "3.4.13/etcd3" || !s.Record.Completed {
+		t.Fatalf("record changed: %+v", s.Record)
+	}
+	if b, _ := os.ReadFile(filepath.Join(Path(data), "version.txt")); string(b) != "3.4.13/etcd3\n" {
+		t.Fatalf("backup changed: %q", b)
+	}
+	if left, _ := filepath.Glob(Path(data) + ".tmp-*"); len(left) != 0 {
+		t.Fatalf("temp copies left: %v", left)
 	}
 }

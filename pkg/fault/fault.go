@@ -11,20 +11,31 @@
 //	                                               by writing <file> until ENOSPC
 //
 // makes every later write on that file system fail for real (the full-disk tests).
+//
+//	ETCD_MIGRATE_FAULT_PAUSE=<point>[:<n>]@<duration>  sleep there (the signal tests
+//	                                                  send a signal meanwhile)
 package fault
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Env names the kill to inject; FillEnv the point at which to fill the disk.
 const (
-	Env     = "ETCD_MIGRATE_FAULT"
-	FillEnv = "ETCD_MIGRATE_FAULT_FILL"
+	Env      = "ETCD_MIGRATE_FAULT"
+	FillEnv  = "ETCD_MIGRATE_FAULT_FILL"
+	PauseEnv = "ETCD_MIGRATE_FAULT_PAUSE"
 )
+
+// BeforeExec is reached after the migration, just before the check for a signal
+// that ends the run without exec. Not in Points: a kill there is a kill after the
+// last step.
+const BeforeExec = "migrate.before-exec"
 
 // The injection points, in the order a run reaches them.
 const (
@@ -85,10 +96,11 @@ func (t *trigger) reached(point string) bool {
 }
 
 var (
-	once   sync.Once
-	mu     sync.Mutex
-	killAt trigger
-	fillAt trigger
+	once    sync.Once
+	mu      sync.Mutex
+	killAt  trigger
+	fillAt  trigger
+	pauseAt trigger
 )
 
 func load() {
@@ -99,6 +111,12 @@ func load() {
 			fillAt.arg = file
 		}
 	}
+	if v := os.Getenv(PauseEnv); v != "" {
+		if point, d, ok := strings.Cut(v, "@"); ok && d != "" {
+			pauseAt.parse(point)
+			pauseAt.arg = d
+		}
+	}
 }
 
 // Point injects the configured faults that name this point at this occurrence.
@@ -107,9 +125,16 @@ func Point(name string) {
 	mu.Lock()
 	kill := killAt.reached(name)
 	fill := fillAt.reached(name)
+	pause := pauseAt.reached(name)
 	mu.Unlock()
 	if fill {
 		fillDisk(fillAt.arg)
+	}
+	if pause {
+		if d, err := time.ParseDuration(pauseAt.arg); err == nil {
+			fmt.Fprintf(os.Stderr, "fault: pausing at %s for %v\n", name, d)
+			time.Sleep(d)
+		}
 	}
 	if kill {
 		killProcess()

@@ -1,23 +1,26 @@
+//go:build !windows
+
 package lock_test
 
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 )
 
 func TestPathFor(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"/var/etcd/data", "/var/etcd/.data.migrate.lock"},
-		{"/var/etcd/data/", "/var/etcd/.data.migrate.lock"},
-		{"/var/etcd/./data", "/var/etcd/.data.migrate.lock"},
-		{"/var/etcd/data-events", "/var/etcd/.data-events.migrate.lock"},
-		{"data", ".data.migrate.lock"},
+		{"/var/etcd/data", "/var/etcd/data"},
+		{"/var/etcd/data/", "/var/etcd/data"},
+		{"/var/etcd/./data", "/var/etcd/data"},
+		{"data", "data"},
 	}
 	for _, tc := range tests {
 		if got := lock.PathFor(filepath.FromSlash(tc.in)); got != filepath.FromSlash(tc.want) {
@@ -26,28 +29,42 @@ func TestPathFor(t *testing.T) {
 	}
 }
 
+// dirState lists a dir's parent's entries and the dir's own, to show Acquire
+// writes nothing anywhere.
+func dirState(t *testing.T, dataDir string) string {
+	t.Helper()
+	var out []string
+	for _, d := range []string{filepath.Dir(dataDir), dataDir} {
+		es, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			out = append(out, d+"/"+e.Name())
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func TestAcquireHeldRelease(t *testing.T) {
 	parent := t.TempDir()
-	dataDir := filepath.Join(parent, "data") // need not exist
-	wantPath := filepath.Join(parent, ".data.migrate.lock")
+	dataDir := filepath.Join(parent, "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dataDir, "version.txt"), []byte("3.5.35/etcd3\n"), 0o644)
+	before := dirState(t, dataDir)
 	pid := strconv.Itoa(os.Getpid())
 
 	l, err := lock.Acquire(dataDir)
 	if err != nil {
 		t.Fatalf("Acquire: %v", err)
 	}
-	if l.Path() != wantPath || lock.PathFor(dataDir) != wantPath {
-		t.Errorf("Path() = %q, PathFor = %q; want %q", l.Path(), lock.PathFor(dataDir), wantPath)
+	if l.Path() != dataDir {
+		t.Errorf("Path() = %q, want the data dir %q", l.Path(), dataDir)
 	}
-	b, err := os.ReadFile(wantPath)
-	if err != nil {
-		t.Fatalf("lock file: %v", err)
-	}
-	if string(b) != pid+"\n" {
-		t.Errorf("lock file holds %q, want %q", b, pid+"\n")
-	}
-	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Acquire created the data dir (stat err %v)", err)
+	if got := dirState(t, dataDir); got != before {
+		t.Errorf("Acquire wrote files:\n%s\nbefore:\n%s", got, before)
 	}
 
 	// flock locks belong to the open file description: a second open in the same
@@ -62,18 +79,14 @@ func TestAcquireHeldRelease(t *testing.T) {
 	}
 	for _, w := range []string{
 		"another migrate holds the lock on " + dataDir,
-		"(pid " + pid + ", lock file " + wantPath + ")",
+		"(pid " + pid + " ",
+		"flock on the data dir",
 		"the lock frees itself when its holder exits",
 	} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("second Acquire error %q does not contain %q", err, w)
 		}
 	}
-	// The failed attempt must not clobber the holder's pid.
-	if b, _ := os.ReadFile(wantPath); string(b) != pid+"\n" {
-		t.Errorf("after failed Acquire the lock file holds %q, want %q", b, pid+"\n")
-	}
-
 	if err := l.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
@@ -81,40 +94,83 @@ func TestAcquireHeldRelease(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Acquire after Release: %v", err)
 	}
-	if l3.Path() != wantPath {
-		t.Errorf("Path() = %q, want %q", l3.Path(), wantPath)
-	}
 	if err := l3.Release(); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
 }
 
-func TestAcquireHeldWithoutPid(t *testing.T) {
-	parent := t.TempDir()
-	dataDir := filepath.Join(parent, "data")
+// TestAcquireThroughAnotherPath: the lock is on the directory, not on a name: a
+// symbolic link to it (as a second mount of it would be) finds it held.
+func TestAcquireThroughAnotherPath(t *testing.T) {
+	dataDir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "data")
+	if err := os.Symlink(dataDir, link); err != nil {
+		t.Fatal(err)
+	}
 	l, err := lock.Acquire(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	// A holder that never recorded its pid (flock is advisory: truncating is allowed).
-	if err := os.WriteFile(l.Path(), nil, 0o600); err != nil {
+	if _, err := lock.Acquire(link); !errors.Is(err, lock.ErrHeld) {
+		t.Fatalf("Acquire through a link = %v, want ErrHeld", err)
+	}
+}
+
+// TestAcquireHeldByOtherProcess: another process holds the dir's flock (flock(1)
+// on a shell's descriptor of the dir; the shell then execs sleep, which keeps it);
+// the message names that process; once it is killed the lock is free.
+func TestAcquireHeldByOtherProcess(t *testing.T) {
+	if _, err := exec.LookPath("flock"); err != nil {
+		t.Skip("SKIPPED: flock(1) (util-linux) is not installed")
+	}
+	dataDir := t.TempDir()
+	cmd := exec.Command("sh", "-c", `exec 9<"$0" && flock -x 9 && exec sleep 600`, dataDir)
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = lock.Acquire(dataDir)
-	if !errors.Is(err, lock.ErrHeld) {
-		t.Fatalf("Acquire = %v, want ErrHeld", err)
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for {
+		var l *lock.Lock
+		l, err = lock.Acquire(dataDir)
+		if errors.Is(err, lock.ErrHeld) {
+			break
+		}
+		if l != nil {
+			l.Release()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flock(1) never took %s: %v", dataDir, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if want := "(lock file " + l.Path() + ")"; !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not contain %q", err, want)
+	// The kernel lists the process that placed the lock: flock(1), a child of the
+	// shell, which has exited by now (the shell's descriptor keeps the lock).
+	if !strings.Contains(err.Error(), "(pid ") || !strings.Contains(err.Error(), ", flock on the data dir)") {
+		t.Errorf("error %q names no holder", err)
 	}
-	if strings.Contains(err.Error(), "pid") {
-		t.Errorf("error %q names a pid although none is recorded", err)
+	cmd.Process.Kill()
+	cmd.Wait()
+	for {
+		l, err := lock.Acquire(dataDir)
+		if err == nil {
+			l.Release()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lock still held after its holder was killed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 func TestAcquireSeparateDataDirs(t *testing.T) {
 	parent := t.TempDir()
+	for _, d := range []string{"data", "data-events"} {
+		os.Mkdir(filepath.Join(parent, d), 0o700)
+	}
 	a, err := lock.Acquire(filepath.Join(parent, "data"))
 	if err != nil {
 		t.Fatal(err)
@@ -125,40 +181,17 @@ func TestAcquireSeparateDataDirs(t *testing.T) {
 		t.Fatalf("Acquire of a second data dir in the same parent: %v", err)
 	}
 	defer b.Release()
-	if a.Path() == b.Path() {
-		t.Errorf("two data dirs share lock file %s", a.Path())
-	}
 }
 
-func TestAcquireMissingParent(t *testing.T) {
+func TestAcquireMissingOrFile(t *testing.T) {
 	dataDir := filepath.Join(t.TempDir(), "no", "such", "data")
 	_, err := lock.Acquire(dataDir)
-	if err == nil {
-		t.Fatal("Acquire with a missing parent succeeded")
+	if err == nil || errors.Is(err, lock.ErrHeld) || !strings.Contains(err.Error(), "open data dir "+dataDir+" to lock it") {
+		t.Fatalf("Acquire of a missing dir = %v", err)
 	}
-	if want := "open lock file " + lock.PathFor(dataDir); !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not contain %q", err, want)
-	}
-	if errors.Is(err, lock.ErrHeld) {
-		t.Errorf("error %q wraps ErrHeld", err)
-	}
-}
-
-func TestAcquireReplacesStaleHolder(t *testing.T) {
-	// A lock file left by an earlier (dead) holder with a longer pid is rewritten
-	// to hold exactly this process's pid.
-	parent := t.TempDir()
-	dataDir := filepath.Join(parent, "data")
-	if err := os.WriteFile(lock.PathFor(dataDir), []byte("123456789012345678\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := lock.Acquire(dataDir)
-	if err != nil {
-		t.Fatalf("Acquire over a stale lock file: %v", err)
-	}
-	defer l.Release()
-	want := strconv.Itoa(os.Getpid()) + "\n"
-	if b, _ := os.ReadFile(l.Path()); string(b) != want {
-		t.Errorf("lock file holds %q, want %q", b, want)
+	file := filepath.Join(t.TempDir(), "data")
+	os.WriteFile(file, []byte("x"), 0o600)
+	if _, err := lock.Acquire(file); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("Acquire of a file = %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -13,9 +14,10 @@ import (
 
 // checkDiskSpace refuses a run its file systems cannot hold, before anything is
 // written (a full disk mid-step is survivable, but an operator would rather know
-// first): the backup needs the data's size beside the data dir; a step that writes
-// a second member dir (conversions, snapshot restore) about the data's size again
-// in the data dir; any etcd run room for a new WAL segment and a snapshot.
+// first): a new backup needs the data's size beside the data dir (nothing when the
+// copy of an unfinished migration is kept, see backupBeforeChange); a step that
+// writes a second member dir (conversions, snapshot restore) about the data's size
+// again in the data dir; any etcd run room for a new WAL segment and a snapshot.
 func (c *Config) checkDiskSpace(plan []steps.Step) error {
 	var rewrite, runsEtcd bool
 	for _, s := range plan {
@@ -25,7 +27,8 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 	if !runsEtcd {
 		return nil
 	}
-	backup := c.Backup
+	// A retry keeps the pending copy and copies nothing.
+	newBackup := c.Backup && !backup.Inspect(c.DataDir).Pending()
 	size, err := allocatedSize(c.DataDir)
 	if err != nil {
 		return err
@@ -35,14 +38,14 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 		inData += size
 	}
 	parent := filepath.Dir(filepath.Clean(c.DataDir))
-	if backup && diskspace.SameFileSystem(parent, c.DataDir) {
+	if newBackup && diskspace.SameFileSystem(parent, c.DataDir) {
 		inData += size
-		backup = false
+		newBackup = false
 	}
 	if err := needFree(c.DataDir, inData, "the steps"); err != nil {
 		return err
 	}
-	if backup {
+	if newBackup {
 		return needFree(parent, size, "the backup")
 	}
 	return nil

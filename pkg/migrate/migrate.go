@@ -146,6 +146,11 @@ func (c *Config) Plan() (Status, []steps.Step, error) {
 	if err != nil {
 		return st, nil, err
 	}
+	if st.Current == nil {
+		if err := checkEmptyDirTarget(c.Target); err != nil {
+			return st, nil, inputErr(err)
+		}
+	}
 	if st.Current == nil && st.VersionFile != nil && st.VersionFile.Equal(c.Target) {
 		return st, nil, nil // an empty data dir that already records the target
 	}
@@ -168,22 +173,34 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		log.Info("data dir is a symbolic link: migrating the directory it points to", "data_dir", c.DataDir, "real_path", real)
 		c.DataDir = real
 	}
-	if err := os.MkdirAll(filepath.Dir(filepath.Clean(c.DataDir)), 0o755); err != nil {
-		return nil, inputErr(fmt.Errorf("create parent of data dir %s: %w", c.DataDir, err))
+	if err := checkDataDirAccess(c.DataDir); err != nil {
+		return nil, inputErr(err)
+	}
+	created, err := prepareLockDir(c.DataDir)
+	if err != nil {
+		return nil, inputErr(err)
 	}
 	lk, err := lock.Acquire(c.DataDir)
 	if err != nil {
+		if created {
+			os.Remove(c.DataDir)
+		}
 		return nil, inputErr(err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			lk.Release()
+			if created {
+				os.Remove(c.DataDir) // only if still empty: a refused run leaves nothing
+			}
 		}
 	}()
 	start := time.Now()
-	if err := checkDataDirAccess(c.DataDir); err != nil {
-		return nil, inputErr(err)
+	if cleaned, err := backup.CleanStale(c.DataDir); err != nil {
+		return nil, err
+	} else if len(cleaned) > 0 {
+		log.Info("removed what an interrupted backup left", "paths", cleaned)
 	}
 	if err := c.recoverReplacement(); err != nil {
 		return nil, err
@@ -203,16 +220,18 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
 		DropV2Top: c.dropV2Top,
 	}
-	backupNote := ""
+	backupNote, backedUp := "", false
 	for i, s := range plan {
-		if c.Backup && backupNote == "" && s.Kind != steps.KindWriteVersion {
-			t := time.Now()
-			b, err := backup.Make(c.DataDir)
+		if !backedUp && s.Kind != steps.KindWriteVersion {
+			backedUp = true
+			note, err := c.backupBeforeChange(ctx, st)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("interrupted by a signal before step %d/%d (nothing changed yet): %w: rerun to resume", i+1, len(plan), err)
+				}
 				return nil, fmt.Errorf("before step %d/%d (nothing changed yet): %w", i+1, len(plan), err)
 			}
-			backupNote = "; the data as it was before this run is in " + b.Path
-			log.Info("backup written", "path", b.Path, "files", b.Files, "bytes", b.Bytes, "duration_ms", time.Since(t).Milliseconds())
+			backupNote = note
 		}
 		if err := ex.Run(ctx, s); err != nil {
 			last := "the data was not changed"
@@ -227,6 +246,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			return nil, fmt.Errorf("step %d/%d failed (%s%s; rerun to retry it): %w", i+1, len(plan), last, backupNote, err)
 		}
 	}
+	c.completeBackup()
 	if c.MoveBinaries {
 		c.moveBinaries()
 	}

@@ -251,8 +251,8 @@ func TestHostileInput(t *testing.T) {
 				if got := readVersionTxt(t, bak); got != "3.4.13/etcd3\n" {
 					t.Fatalf("backup version.txt = %q", got)
 				}
-				if _, err := os.Stat(lock.PathFor(real)); err != nil {
-					t.Fatalf("lock file not beside the real data dir: %v", err)
+				if lock.PathFor(real) != real {
+					t.Fatalf("the lock is taken on %s, not on the real data dir", lock.PathFor(real))
 				}
 				if _, err := os.Lstat(link + ".bak"); err == nil {
 					t.Fatalf("a backup beside the link: %s", link+".bak")
@@ -318,8 +318,8 @@ func TestHostileInput(t *testing.T) {
 			t.Cleanup(func() { lk.Release() })
 			return setup{dataDir: d}
 		}, 2, fmt.Sprintf("another migrate holds the lock on %%s (pid %d", os.Getpid())},
-		{"stale lock file naming a dead pid", func(t *testing.T, d string) setup {
-			writeFile(lock.PathFor(d), fmt.Sprintf("%d\n", deadPid(t)))
+		{"stale lock file of an older migrate naming a dead pid", func(t *testing.T, d string) setup {
+			writeFile(filepath.Join(filepath.Dir(d), "."+filepath.Base(d)+".migrate.lock"), fmt.Sprintf("%d\n", deadPid(t)))
 			return setup{dataDir: d, args: []string{"--target-version=3.4.13"}}
 		}, 0, ""},
 		{"lock holder killed with SIGKILL", func(t *testing.T, d string) setup {
@@ -400,13 +400,13 @@ func listenLoopback(t *testing.T) int {
 }
 
 // holdAndKillLock has another process take dataDir's lock (flock(1) on a shell's
-// fd, the same flock(2) lock migrate takes; the shell then execs sleep, which holds
-// it), records its pid in the lock file as migrate does, then SIGKILLs it: the
-// kernel must have dropped the lock, whatever the lock file still says.
+// descriptor of the data dir, the same flock(2) lock migrate takes; the shell then
+// execs sleep, which holds it), then SIGKILLs it: the kernel must have dropped the
+// lock.
 func holdAndKillLock(t *testing.T, dataDir string) {
 	t.Helper()
 	path := lock.PathFor(dataDir)
-	cmd := exec.Command("sh", "-c", `exec 9>>"$0" && flock -x 9 && exec sleep 600`, path)
+	cmd := exec.Command("sh", "-c", `exec 9<"$0" && flock -x 9 && exec sleep 600`, path)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("flock: %v", err)
 	}
@@ -425,7 +425,6 @@ func holdAndKillLock(t *testing.T, dataDir string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	writeFile(path, fmt.Sprintf("%d\n", cmd.Process.Pid))
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	_ = cmd.Wait()
 }

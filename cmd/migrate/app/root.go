@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -247,6 +248,10 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 	if !r.exec {
 		return lk.Release()
 	}
+	if sig, ok := closeSignalGate(ctx); ok {
+		lk.Release()
+		return interruptedBeforeExec(sig, r.cfg.Target.String())
+	}
 	return r.cfg.Exec(lk, args)
 }
 
@@ -341,21 +346,38 @@ func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 			if st.Detected.Empty || st.Detected.Storage != "" {
 				fmt.Fprintf(w, "data:        %s\n", st.Detected)
 			}
-			if bp := backup.Path(dataDir); isDir(bp) {
-				bv := "no version.txt"
-				if p, err := versionfile.Read(bp); err == nil {
-					bv = "version.txt " + p.String()
-				}
-				fmt.Fprintf(w, "backup:      %s (%s)\n", bp, bv)
-			}
+			printBackup(w, dataDir)
 			return err
 		},
 	}
 }
 
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
+// printBackup says what the backup beside dataDir holds and what happens to it:
+// the copy of a migration not completed is kept; a completed migration's copy is
+// replaced by the next migration's.
+func printBackup(w io.Writer, dataDir string) {
+	bs := backup.Inspect(dataDir)
+	if bs.Exists {
+		bv := "no version.txt"
+		if p, err := versionfile.Read(bs.Path); err == nil {
+			bv = "version.txt " + p.String()
+		}
+		fmt.Fprintf(w, "backup:      %s (%s)\n", bs.Path, bv)
+		r := bs.Record
+		switch {
+		case r == nil && bs.RecordErr != nil:
+			fmt.Fprintf(w, "backup of:   unknown (%v): the next migration replaces it\n", bs.RecordErr)
+		case r == nil:
+			fmt.Fprintln(w, "backup of:   unknown (no record): the next migration replaces it")
+		case r.Completed:
+			fmt.Fprintf(w, "backup of:   the data at %s before the migration to %s, taken %s; completed at %s: the next migration replaces it\n", r.Before, r.Target, r.Taken.Format(time.RFC3339), r.CompletedAt)
+		default:
+			fmt.Fprintf(w, "backup of:   the data at %s before the migration to %s, taken %s; not completed: kept until a run reaches its target\n", r.Before, r.Target, r.Taken.Format(time.RFC3339))
+		}
+	}
+	if left, _ := filepath.Glob(bs.Path + ".tmp-*"); len(left) > 0 {
+		fmt.Fprintf(w, "backup temp: %s left by an interrupted copy (the next run removes it)\n", strings.Join(left, ", "))
+	}
 }
 
 func currentText(st migrate.Status) string {
