@@ -49,6 +49,9 @@ type Record struct {
 	Completed bool `json:"completed"`
 	// CompletedAt is the target that run reached.
 	CompletedAt string `json:"completed_at,omitempty"`
+	// WALDir is the separate WAL dir (--wal-dir) whose files the copy holds in
+	// member/wal, where etcd keeps the WAL without --wal-dir.
+	WALDir string `json:"wal_dir,omitempty"`
 }
 
 // State is a data dir's backup as found on disk.
@@ -179,39 +182,25 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 	}
 	res := &Result{Path: dst}
 	fault.Point(fault.BackupBeforeCopy)
-	err = filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	if err := copyTree(ctx, dataDir, tmp, res); err != nil {
+		return nil, err
+	}
+	if rec.WALDir != "" {
+		// The copy is a complete data dir: the WAL goes where etcd keeps it
+		// without --wal-dir.
+		walCopy := filepath.Join(tmp, "member", "wal")
+		if _, err := os.Stat(walCopy); err == nil {
+			return nil, fmt.Errorf("backup of %s: it has a member/wal dir and a separate WAL dir %s: remove the one etcd does not use", dataDir, rec.WALDir)
 		}
-		if err := ctx.Err(); err != nil {
-			return err
+		if err := os.MkdirAll(filepath.Dir(walCopy), 0o700); err != nil {
+			return nil, err
 		}
-		rel, _ := filepath.Rel(dataDir, path)
-		if rel == "." {
-			return nil
+		if err := os.Mkdir(walCopy, 0o700); err != nil {
+			return nil, err
 		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), versionfile.WorkDirPrefix) {
-			return fs.SkipDir // a step's scratch space, not data
+		if err := copyTree(ctx, rec.WALDir, walCopy, res); err != nil {
+			return nil, err
 		}
-		target := filepath.Join(tmp, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			return os.Mkdir(target, info.Mode().Perm())
-		case info.Mode().IsRegular():
-			n, err := copyFile(ctx, path, target, info)
-			res.Files++
-			res.Bytes += n
-			return err
-		default:
-			return fmt.Errorf("%s is neither a file nor a directory (%s): not backing up special files", path, info.Mode().Type())
-		}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("backup of %s into %s: %w", dataDir, tmp, err)
 	}
 	if err := syncTree(tmp); err != nil {
 		return nil, err
@@ -247,6 +236,46 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 	}
 	fault.Point(fault.BackupAfterRename)
 	return res, nil
+}
+
+// copyTree copies the files and dirs below src into the existing dir dst, skipping
+// migrate's work dirs, adding to res's counts. It stops with ctx's error.
+func copyTree(ctx context.Context, src, dst string, res *Result) error {
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if rel == "." {
+			return nil
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), versionfile.WorkDirPrefix) {
+			return fs.SkipDir // a step's scratch space, not data
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.Mkdir(target, info.Mode().Perm())
+		case info.Mode().IsRegular():
+			n, err := copyFile(ctx, path, target, info)
+			res.Files++
+			res.Bytes += n
+			return err
+		default:
+			return fmt.Errorf("%s is neither a file nor a directory (%s): not backing up special files", path, info.Mode().Type())
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("backup of %s into %s: %w", src, dst, err)
+	}
+	return nil
 }
 
 const chunk = 1 << 20

@@ -27,7 +27,7 @@ func (c *Config) backupBeforeChange(ctx context.Context, st Status) (string, err
 		log.Warn("backup record unreadable: the backup is replaced", "path", bs.Path, "err", bs.RecordErr)
 	}
 	t := time.Now()
-	b, err := backup.Make(ctx, c.DataDir, backup.Record{Before: pairText(st.Current), Target: c.Target.String()})
+	b, err := backup.Make(ctx, c.DataDir, backup.Record{Before: pairText(st.Current), Target: c.Target.String(), WALDir: c.WALDir})
 	if err != nil {
 		return "", err
 	}

@@ -37,16 +37,32 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 	if rewrite {
 		inData += size
 	}
+	// A separate WAL dir gets the steps' new WAL segments, and the backup copies
+	// it too.
+	backupSize := size
+	if c.WALDir != "" {
+		walSize, err := allocatedSize(c.WALDir)
+		if err != nil {
+			return err
+		}
+		backupSize += walSize
+		if !diskspace.SameFileSystem(c.WALDir, c.DataDir) {
+			inData -= steps.StepSpace
+			if err := needFree(c.WALDir, steps.StepSpace, "the steps' WAL"); err != nil {
+				return err
+			}
+		}
+	}
 	parent := filepath.Dir(filepath.Clean(c.DataDir))
 	if newBackup && diskspace.SameFileSystem(parent, c.DataDir) {
-		inData += size
+		inData += backupSize
 		newBackup = false
 	}
 	if err := needFree(c.DataDir, inData, "the steps"); err != nil {
 		return err
 	}
 	if newBackup {
-		return needFree(parent, size, "the backup")
+		return needFree(parent, backupSize, "the backup")
 	}
 	return nil
 }

@@ -54,6 +54,13 @@ func TestSeparateWALDir(t *testing.T) {
 		}
 	}
 	assertServedWAL("3.7.3")
+	// The backup is a complete data dir: the WAL is in its member/wal, and etcd
+	// 3.4.13 serves it without --wal-dir.
+	bak := etcdtest.CopyDir(t, dataDir+".bak")
+	if wals, _ := filepath.Glob(filepath.Join(bak, "member", "wal", "*.wal")); len(wals) == 0 {
+		t.Fatalf("the backup holds no WAL in member/wal")
+	}
+	assertServedKeyspace(t, binDir, "3.4.13", bak, want, "the backup of a data dir with a separate WAL dir")
 
 	r = runMigrate(t, binDir, dataDir, env, "--target-version=3.5.35", "--exec=false")
 	if r.code != 0 {
