@@ -51,8 +51,8 @@ var stripped = map[string]string{
 	"client-key-file":              "the step's private client listener is migrate's own",
 	"client-cert-allowed-hostname": "the step's private client listener is migrate's own",
 	// Bootstrap only: a step runs etcd on data that has a WAL, where etcd ignores them.
-	"initial-cluster-state": "etcd ignores it on data with a WAL, and a step never bootstraps",
-	"initial-cluster-token": "etcd ignores it on data with a WAL, and a step never bootstraps",
+	"initial-cluster-state":             "etcd ignores it on data with a WAL, and a step never bootstraps",
+	"initial-cluster-token":             "etcd ignores it on data with a WAL, and a step never bootstraps",
 	"enable-v2":                         "a step enables the v2 API itself for etcd2 data",
 	"downgrade-check-time":              "a step sets its own for rollbacks",
 	"experimental-downgrade-check-time": "a step sets its own for rollbacks",

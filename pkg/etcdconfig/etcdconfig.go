@@ -58,7 +58,7 @@ func (t TLS) Empty() bool { return t == TLS{} }
 
 // Member is one etcd member's settings as etcd would read them.
 type Member struct {
-	Name, DataDir, WALDir                   string
+	Name, DataDir, WALDir                    string
 	ListenPeerURLs, InitialAdvertisePeerURLs string
 	ListenClientURLs, AdvertiseClientURLs    string
 	ListenClientHTTPURLs, ListenMetricsURLs  string
@@ -295,4 +295,16 @@ func (m *Member) FileArgs() []Arg {
 		}
 	}
 	return out
+}
+
+// IsFlagEnv tells whether key is the ETCD_<FLAG> variable of a flag this package
+// reads (ETCD_DATA_DIR, ETCD_NAME, ...).
+func IsFlagEnv(key string) bool {
+	_, kinds := flagSet(&Member{})
+	for name := range kinds {
+		if FlagToEnv(name) == key {
+			return true
+		}
+	}
+	return false
 }

@@ -132,13 +132,13 @@ func TestParseCreds(t *testing.T) {
 	}
 
 	for in, want := range map[string]string{
-		"--data-dir=/x":                              "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=/x: the steps run on the data dir migrate checked",
-		"--wal-dir /w":                               "a separate WAL dir (--wal-dir=/w in ETCD_CREDS) is not supported yet",
-		"--force-new-cluster":                        "ETCD_CREDS (--etcd-server-extra-args) sets --force-new-cluster: it would rewrite the membership",
-		"--name=x":                                   "sets --name=x: the steps' member name is --name/ETCD_NAME",
-		"--listen-client-urls=http://127.0.0.1:2379": "sets --listen-client-urls=http://127.0.0.1:2379: the steps listen on their private client URL",
-		"--listen-metrics-urls=http://0.0.0.0:2381":  "ETCD_CREDS (--etcd-server-extra-args) sets --listen-metrics-urls=http://0.0.0.0:2381: the migration etcd listens on loopback only; give the final etcd its listen URLs after --",
-		"--listen-peer-urls https://10.0.0.1:2380":   "sets --listen-peer-urls=https://10.0.0.1:2380: the migration etcd listens on loopback only",
+		"--data-dir=/x":       "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=/x: the steps run on the data dir migrate checked",
+		"--wal-dir /w":        "a separate WAL dir (--wal-dir=/w in ETCD_CREDS) is not supported yet",
+		"--force-new-cluster": "ETCD_CREDS (--etcd-server-extra-args) sets --force-new-cluster: it would rewrite the membership",
+		"--name=x":            "sets --name=x: the steps' member name is --name/ETCD_NAME",
+		"--listen-client-urls=http://127.0.0.1:2379":                    "sets --listen-client-urls=http://127.0.0.1:2379: the steps listen on their private client URL",
+		"--listen-metrics-urls=http://0.0.0.0:2381":                     "ETCD_CREDS (--etcd-server-extra-args) sets --listen-metrics-urls=http://0.0.0.0:2381: the migration etcd listens on loopback only; give the final etcd its listen URLs after --",
+		"--listen-peer-urls https://10.0.0.1:2380":                      "sets --listen-peer-urls=https://10.0.0.1:2380: the migration etcd listens on loopback only",
 		"-listen-client-http-urls=http://127.0.0.1:1,http://10.1.1.1:2": "loopback only",
 		"--config-file=/c":     "sets --config-file=/c: etcd would then ignore every other flag",
 		"--snapshot-count=few": "etcd args in ETCD_CREDS (--etcd-server-extra-args): --snapshot-count=few: invalid argument",

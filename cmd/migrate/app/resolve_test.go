@@ -50,7 +50,7 @@ func resolveWith(t *testing.T, args []string, env map[string]string) (resolved, 
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
-	return o.resolve(fs, func(k string) string { return env[k] })
+	return o.resolve(fs, func(k string) string { return env[k] }, nil)
 }
 
 func mustResolve(t *testing.T, args []string, env map[string]string) resolved {
@@ -418,8 +418,16 @@ func TestRootCommandUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"foo"}, `unexpected arguments ["foo"]: etcd arguments go after --`},
-		{[]string{"foo", "--", "--name=x"}, `unexpected arguments ["foo"] before --`},
+		{[]string{"foo"}, `unknown command "foo" for "migrate": the commands are plan and status; etcd arguments go after --`},
+		{[]string{"foo", "--", "--name=x"}, `unknown command "foo" for "migrate"`},
+		{[]string{"stauts"}, `unknown command "stauts" for "migrate" (did you mean "status"?)`},
+		{[]string{"plan", "extra"}, `migrate plan takes no arguments, got ["extra"]`},
+		{[]string{"status", "extra"}, `migrate status takes no arguments, got ["extra"]`},
+		{[]string{"plan", "--bin-dir=/x"}, "unknown flag: --bin-dir"},
+		{[]string{"status", "--target-version=3.7.3"}, "unknown flag: --target-version"},
+		{[]string{"completion", "bash"}, `unknown command "completion" for "migrate"`},
+		{[]string{"--", "--wal-dir=/w"}, "a separate WAL dir (--wal-dir=/w after --) is not supported yet"},
+		{[]string{"--", "--name", "a", "b"}, `etcd args after --: "b" is not a flag`},
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 		{[]string{"--port=abc"}, `invalid argument "abc" for "--port" flag`},
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
@@ -44,6 +45,9 @@ type options struct {
 	exec, backup                                            bool
 	logFormat, logLevel                                     string
 	readyTimeout, stopTimeout                               time.Duration
+	// all holds every flag; a command registers those it uses (the same *Flag, so
+	// resolve reads them through all whatever command parsed them).
+	all *pflag.FlagSet
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {
@@ -72,16 +76,20 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 
 // resolved is the outcome of flags + environment + defaults.
 type resolved struct {
-	cfg     migrate.Config
-	exec    bool
-	logFmt  string
-	logLvl  slog.Level
-	bundled string
+	cfg migrate.Config
+	// stripped: ETCD_CREDS flags the steps do not get (logged).
+	stripped []etcdconfig.Stripped
+	exec     bool
+	logFmt   string
+	logLvl   slog.Level
+	bundled  string
 }
 
 // resolve applies DESIGN §1's precedence: a flag set on the command line, else its
-// environment variable, else the default.
-func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolved, error) {
+// environment variable, else, for the member's name and peer settings, what the
+// served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
+// variables it reads), else the default.
+func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
 	pick := func(flag, env string) string {
 		v, _ := fs.GetString(flag)
 		if fs.Changed(flag) {
@@ -122,7 +130,14 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 		return bad("%w", err)
 	}
 
+	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
+	if err != nil {
+		return bad("%w", err)
+	}
 	name := pick("name", "ETCD_NAME")
+	if name == "" {
+		name = served.Name // --name after --
+	}
 	if name == "" {
 		host := getenv("ETCD_HOSTNAME")
 		if host == "" {
@@ -163,6 +178,14 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return bad("--log-format %q: use text or json", o.logFormat)
 	}
+	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), orDefault(served.InitialCluster, name+"="+peerURL))
+	// ETCD_CREDS goes to every step's etcd, filtered: what a step sets itself is
+	// left out, what would move the data or the member is refused.
+	creds, err := etcdconfig.ParseCreds(pick("etcd-server-extra-args", "ETCD_CREDS"), !strings.Contains(initialCluster, ","))
+	if err != nil {
+		return bad("%w", err)
+	}
+	r.stripped = creds.Stripped
 	r.cfg = migrate.Config{
 		DataDir: dataDir,
 		BinDir:  o.binDir,
@@ -170,12 +193,16 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 		Bundled: bundled,
 		Member: etcdproc.Member{
 			Name:                     name,
-			InitialCluster:           orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), name+"="+peerURL),
-			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), peerURL),
-			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), peerURL),
+			InitialCluster:           initialCluster,
+			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), orDefault(served.ListenPeerURLs, peerURL)),
+			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), orDefault(served.InitialAdvertisePeerURLs, peerURL)),
 			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
-			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
+			ExtraArgs:                creds.StepArgs,
 		},
+		Served:       served,
+		Creds:        creds,
+		WillExec:     o.exec,
+		ExecArgs:     append([]string(nil), etcdArgs...),
 		TTLKeysDir:   ttlKeysDir,
 		DataPrefix:   prefix,
 		Backup:       o.backup,
@@ -231,31 +258,70 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 	return r.cfg.Exec(lk, args)
 }
 
-func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command {
-	o := &options{}
-	root := &cobra.Command{
-		Use:   "migrate [flags] [-- ETCD-ARGS...]",
-		Short: "Migrate an etcd data dir to the target version, then exec that etcd",
-		Long: `migrate brings the etcd data directory from the version recorded in its version.txt
+// rootLong is the root command's help: what it does, every environment variable it
+// reads and the exit codes (DESIGN §1).
+const rootLong = `migrate brings the etcd data directory from the version recorded in its version.txt
 to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd binaries,
-then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
+then replaces itself with etcd-<target> and the ETCD-ARGS given after --.
+
+Environment (a flag given on the command line wins over its variable):
+  DATA_DIRECTORY               --data-dir
+  TARGET_VERSION               --target-version
+  TARGET_STORAGE               --target-storage (etcd3 or etcd2)
+  BUNDLED_VERSIONS             --bundled-versions
+  ETCD_NAME                    --name (else --name after --, else etcd-$ETCD_HOSTNAME,
+  ETCD_HOSTNAME, HOSTNAME        else etcd-$HOSTNAME)
+  INITIAL_CLUSTER              --initial-cluster (else --initial-cluster after --)
+  LISTEN_PEER_URLS             --listen-peer-urls (else --listen-peer-urls after --)
+  INITIAL_ADVERTISE_PEER_URLS  --initial-advertise-peer-urls (else the one after --)
+  LISTEN_CLIENT_URLS           --listen-client-urls (the steps' private loopback URL)
+  ETCD_DATA_PREFIX             --etcd-data-prefix
+  TTL_KEYS_DIRECTORY           --ttl-keys-directory
+  ETCD_CREDS                   --etcd-server-extra-args: extra flags of every step's
+                               etcd (e.g. peer TLS); the flags a step sets itself are
+                               left out, those that would move the data or the member
+                               are refused (README: "ETCD_CREDS")
+  DO_NOT_MOVE_BINARIES         "true": do not copy etcd-<target>/etcdctl-<target> to
+                               etcd/etcdctl in the bin dir
+  ETCD_<FLAG>                  read by the exec'd etcd as its --<flag> (ETCD_DATA_DIR,
+                               ETCD_NAME, ...); migrate reads them too. One shadowed by
+                               the same flag after -- is left out of etcd's environment.
+                               A separate WAL dir (ETCD_WAL_DIR, --wal-dir) and a config
+                               file (ETCD_CONFIG_FILE, --config-file) are refused.
+
+Exit codes:
+  0  migrated (or nothing to do), then etcd was exec'd (or --exec=false)
+  1  a step failed: version.txt records the last completed step; rerun to retry
+  2  bad configuration or input: nothing was touched`
+
+func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command {
+	o := &options{all: pflag.NewFlagSet("migrate", pflag.ContinueOnError)}
+	o.addFlags(o.all)
+	root := &cobra.Command{
+		Use:           "migrate [flags] [-- ETCD-ARGS...]",
+		Short:         "Migrate an etcd data dir to the target version, then exec that etcd",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() < 0 && len(args) > 0 {
-				return &usageError{fmt.Errorf("unexpected arguments %q: etcd arguments go after --", args)}
+			before := args
+			if n := cmd.ArgsLenAtDash(); n >= 0 {
+				before = args[:n]
 			}
-			if n := cmd.ArgsLenAtDash(); n > 0 {
-				return &usageError{fmt.Errorf("unexpected arguments %q before --", args[:n])}
+			if len(before) > 0 {
+				return &usageError{unknownCommand(cmd, before[0])}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := o.resolve(cmd.Flags(), getenv)
+			r, err := o.resolve(o.all, getenv, args)
 			if err != nil {
 				return err
 			}
 			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
+			for _, s := range r.stripped {
+				r.cfg.Logger.Info("ETCD_CREDS flag left out of the steps' etcd", "flag", s.Flag, "why", s.Why)
+			}
 			if r.exec {
 				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
 					return err
@@ -264,19 +330,48 @@ then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
 			return run(cmd.Context(), r, args)
 		},
 	}
-	o.addFlags(root.PersistentFlags())
-	root.AddCommand(newPlanCommand(o, getenv), newStatusCommand(o, getenv))
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
+	root.Flags().AddFlagSet(o.all)
+	// plan and status take only the flags they use.
+	plan, status := newPlanCommand(o, getenv), newStatusCommand(o, getenv)
+	for cmd, names := range map[*cobra.Command][]string{
+		plan:   {"data-dir", "target-version", "target-storage", "bundled-versions"},
+		status: {"data-dir"},
+	} {
+		for _, n := range names {
+			cmd.Flags().AddFlag(o.all.Lookup(n))
+		}
+	}
+	root.AddCommand(plan, status)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	return root
+}
+
+// unknownCommand is the error for a word before "--" that names no command.
+func unknownCommand(cmd *cobra.Command, arg string) error {
+	hint := ""
+	if s := cmd.SuggestionsFor(arg); len(s) > 0 {
+		hint = fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return fmt.Errorf("unknown command %q for %q%s: the commands are plan and status; etcd arguments go after --", arg, cmd.Name(), hint)
+}
+
+// noArgs refuses arguments to a command that takes none (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+	}
+	return nil
 }
 
 func newPlanCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "plan",
 		Short: "Print the steps migrate would take; change nothing",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := o.resolve(cmd.Flags(), getenv)
+			r, err := o.resolve(o.all, getenv, nil)
 			if err != nil {
 				return err
 			}
@@ -301,21 +396,31 @@ func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Print what version.txt says and what the data says",
-		Args:  cobra.NoArgs,
+		Long: `status prints what version.txt says and what the data says; it changes nothing.
+It exits 2, after printing what it could read, when the data dir does not exist, is
+not a directory, or its version.txt is malformed or contradicted by the data.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dataDir := o.dataDir
-			if !cmd.Flags().Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
+			if !o.all.Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
 				dataDir = getenv("DATA_DIRECTORY")
 			}
 			if dataDir == "" {
 				return &usageError{fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY")}
 			}
-			st, err := migrate.Inspect(dataDir)
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "data dir:    %s\n", dataDir)
+			if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(w, "data:        data dir does not exist\n")
+				return &usageError{fmt.Errorf("data dir %s does not exist: check --data-dir/DATA_DIRECTORY (a migrate run would start a new data dir there)", dataDir)}
+			}
+			st, err := migrate.Inspect(dataDir)
 			vf := "missing"
 			if st.VersionFile != nil {
 				vf = st.VersionFile.String()
+			} else if _, rerr := versionfile.Read(dataDir); rerr != nil && !errors.Is(rerr, versionfile.ErrNotExist) {
+				vf = "malformed"
+				err = &usageError{fmt.Errorf("malformed version.txt: %w", rerr)}
 			}
 			fmt.Fprintf(w, "version.txt: %s\n", vf)
 			if st.Detected.Empty || st.Detected.Storage != "" {
