@@ -174,7 +174,7 @@ func Split(args []string) ([]Arg, error) {
 	for i := 0; i < len(args); i++ {
 		tok := args[i]
 		if tok == "--" || tok == "-" || !strings.HasPrefix(tok, "-") {
-			return nil, fmt.Errorf("%q is not a flag (etcd reads flags only, and stops at the first other argument)", tok)
+			return nil, fmt.Errorf("%q is not a flag (etcd reads flags only and refuses to start on any other argument): remove it, or give it as --flag=value", tok)
 		}
 		body := strings.TrimPrefix(strings.TrimPrefix(tok, "-"), "-")
 		if body == "" || body[0] == '-' || body[0] == '=' {
@@ -223,7 +223,7 @@ func fromArgs(split []Arg, getenv func(string) string, what string) (*Member, er
 			v = "true" // a bare boolean flag
 		}
 		if err := fs.Set(a.Name, v); err != nil {
-			return nil, fmt.Errorf("etcd args %s: --%s=%s: %w", what, a.Name, a.Value, err)
+			return nil, fmt.Errorf("etcd args %s: --%s=%s: %w; etcd would refuse it: fix the value", what, a.Name, a.Value, err)
 		}
 		m.source[a.Name] = "--" + a.Name + " " + what
 	}
@@ -240,7 +240,7 @@ func fromArgs(split []Arg, getenv func(string) string, what string) (*Member, er
 			continue
 		}
 		if err := fs.Set(name, v); err != nil {
-			return nil, fmt.Errorf("%s=%s: %w", key, v, err)
+			return nil, fmt.Errorf("%s=%s: %w; etcd would refuse it: fix the value", key, v, err)
 		}
 		m.source[name] = key
 	}

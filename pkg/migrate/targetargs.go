@@ -70,19 +70,29 @@ func (c *Config) checkTargetAccepts() error {
 	if cause == "" && runErr != nil {
 		cause = runErr.Error()
 	}
-	fix := "fix the args after -- (or the variable)"
-	if m := undefinedFlag.FindStringSubmatch(cause); m != nil {
+	fix := "fix the args after --"
+	if m := flagInError.FindStringSubmatch(cause); m != nil {
 		name := m[1]
 		what := "--" + name + " after --"
 		if kv, ok := fromEnv[name]; ok {
 			what = kv + " in the environment"
 		}
-		fix = "remove " + what
-		if ver, notice := c.olderNotice(name); notice != "" {
-			if repl := replacement(notice); repl != "" {
-				fix = fmt.Sprintf("replace %s with %s (etcd %s: %q)", what, repl, ver, notice)
-			} else {
+		fix = "fix " + what
+		if undefinedFlag.MatchString(cause) {
+			fix = "remove " + what
+			ver, notice := c.olderNotice(name)
+			if i := strings.Index(strings.ToLower(notice), "deprecat"); i >= 0 {
+				// The deprecation notice an older etcd gives, from the sentence
+				// that starts it.
+				if j := strings.LastIndex(notice[:i], ". "); j >= 0 {
+					notice = notice[j+2:]
+				}
 				fix = fmt.Sprintf("remove %s (etcd %s: %q)", what, ver, notice)
+				if repl := replacement(notice); repl != "" {
+					fix = fmt.Sprintf("replace %s with %s (etcd %s: %q)", what, repl, ver, notice)
+				}
+			} else if ver != "" {
+				fix = fmt.Sprintf("remove %s (a flag of etcd %s, not of %s)", what, ver, target)
 			}
 		}
 	}
@@ -91,6 +101,10 @@ func (c *Config) checkTargetAccepts() error {
 
 var (
 	undefinedFlag = regexp.MustCompile(`flag provided but not defined: -+([A-Za-z0-9-]+)`)
+	// The flag Go's flag package names in its errors: "flag provided but not
+	// defined: -x", "invalid value "v" for flag -x: ...", "invalid boolean value
+	// "v" for -x: ...", "flag needs an argument: -x".
+	flagInError = regexp.MustCompile(`(?:defined:|for flag|for|argument:) -+([A-Za-z0-9-]+)`)
 	// etcd's notices: "Use '--x' instead", "Use --x instead", "Use 'x' instead".
 	useInstead = regexp.MustCompile(`Use '?(-*[^' ]+)'? instead`)
 	helpFlag   = regexp.MustCompile(`^\s+--([a-z0-9-]+)`)
