@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sort"
 	"strings"
 )
 
@@ -19,6 +20,8 @@ type Creds struct {
 	StepArgs []string
 	// Stripped are the flags left out of StepArgs, each with why, for the log.
 	Stripped []Stripped
+	// What names where the flags came from, for messages.
+	What string
 }
 
 // Stripped is one ETCD_CREDS flag the steps do not get.
@@ -83,15 +86,46 @@ var raftTiming = map[string]bool{"heartbeat-interval": true, "election-timeout":
 // non-loopback listener, are refused. singleMember: the step runs a lone member (it
 // then sets its own raft timing).
 func ParseCreds(s string, singleMember bool) (*Creds, error) {
-	split, err := Split(strings.Fields(s))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", credsWhat, err)
+	return parseCreds(strings.Fields(s), singleMember, credsWhat)
+}
+
+// PeerTLSCreds are the steps' extra flags when ETCD_CREDS is unset: the served
+// etcd's peer TLS settings (its --peer-* flags after "--", and the ETCD_PEER_*
+// variables it reads, which a step's etcd does not see), so that peer URLs taken
+// from the served etcd's settings come with their certificates.
+func PeerTLSCreds(served *Member, singleMember bool) (*Creds, error) {
+	var args []string
+	given := map[string]bool{}
+	for _, a := range served.Args {
+		if strings.HasPrefix(a.Name, "peer-") {
+			args = append(args, a.Tokens...)
+			given[a.Name] = true
+		}
 	}
-	m, err := fromArgs(split, nil, "in "+credsWhat)
+	n := len(args)
+	for name, src := range served.source {
+		if strings.HasPrefix(name, "peer-") && !given[name] && src == FlagToEnv(name) {
+			args = append(args, "--"+name+"="+served.value(name))
+		}
+	}
+	// The variables come in map order: sort what was appended after the args.
+	sortTail(args, n)
+	return parseCreds(args, singleMember, PeerTLSWhat)
+}
+
+// PeerTLSWhat names the served etcd's peer TLS settings in messages.
+const PeerTLSWhat = "the peer TLS settings after -- (ETCD_CREDS is unset)"
+
+func parseCreds(fields []string, singleMember bool, what string) (*Creds, error) {
+	split, err := Split(fields)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	m, err := fromArgs(split, nil, "in "+what)
 	if err != nil {
 		return nil, err
 	}
-	c := &Creds{Member: m, StepArgs: []string{}}
+	c := &Creds{Member: m, StepArgs: []string{}, What: what}
 	for _, a := range split {
 		if a.Name == "wal-dir" {
 			return nil, WALDirError(a.String() + " in ETCD_CREDS")
@@ -102,7 +136,7 @@ func ParseCreds(s string, singleMember bool) (*Creds, error) {
 			}
 		}
 		if why, ok := refused[a.Name]; ok {
-			return nil, fmt.Errorf("%s sets %s: %s", credsWhat, a.String(), why)
+			return nil, fmt.Errorf("%s sets %s: %s", what, a.String(), why)
 		}
 		why, strip := stripped[a.Name]
 		if raftTiming[a.Name] && singleMember {
@@ -143,4 +177,12 @@ func isLoopback(host string) bool {
 func WALDirError(setting string) error {
 	return fmt.Errorf("a separate WAL dir (%s) is not supported yet: the steps and the backup would miss the WAL; "+
 		"with etcd stopped, move the files of the WAL dir into <data-dir>/member/wal and remove the setting", setting)
+}
+
+// sortTail sorts the "--name=value" tokens of args from index i on (they hold one
+// token each).
+func sortTail(args []string, i int) {
+	if i < len(args) {
+		sort.Strings(args[i:])
+	}
 }

@@ -150,3 +150,21 @@ func TestParseCreds(t *testing.T) {
 		}
 	}
 }
+
+func TestPeerTLSCreds(t *testing.T) {
+	served, err := ParseServed([]string{"--name=a", "--peer-cert-file", "/p.crt", "--peer-client-cert-auth", "--cert-file=/c.crt", "--peer-cert-allowed-cn=etcd"},
+		env(map[string]string{"ETCD_PEER_KEY_FILE": "/p.key", "ETCD_PEER_TRUSTED_CA_FILE": "/ca.crt", "ETCD_PEER_CERT_FILE": "/shadowed.crt"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := PeerTLSCreds(served, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.StepArgs, " "); got != "--peer-cert-file /p.crt --peer-client-cert-auth --peer-cert-allowed-cn=etcd --peer-key-file=/p.key --peer-trusted-ca-file=/ca.crt" {
+		t.Errorf("StepArgs = %q", got)
+	}
+	if c.What != PeerTLSWhat {
+		t.Errorf("What = %q", c.What)
+	}
+}

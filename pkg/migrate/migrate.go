@@ -291,7 +291,7 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if err := c.checkDiskSpace(plan); err != nil {
 		return err
 	}
-	if err := checkExtraArgFiles(c.ExtraArgs); err != nil {
+	if err := checkExtraArgFiles(c.ExtraArgs, c.credsWhat()); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.ClientURL)

@@ -55,14 +55,22 @@ func checkDataDirAccess(dataDir string) error {
 	return nil
 }
 
-// checkExtraArgFiles checks that every file the steps' ETCD_CREDS flags name exists
+// credsWhat names where the steps' extra flags come from.
+func (c *Config) credsWhat() string {
+	if c.Creds != nil && c.Creds.What != "" {
+		return c.Creds.What
+	}
+	return "ETCD_CREDS (--etcd-server-extra-args)"
+}
+
+// checkExtraArgFiles checks that every file the steps' extra flags (what) name exists
 // and can be opened for reading, so a wrong TLS path is an input error naming the
 // flag and the path, not an etcd that exits mid-step. The files are opened, never
 // read: their content (keys) goes nowhere near a log.
-func checkExtraArgFiles(args []string) error {
+func checkExtraArgFiles(args []string, what string) error {
 	split, err := etcdconfig.Split(args)
 	if err != nil {
-		return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	for _, a := range split {
 		if !strings.HasSuffix(a.Name, "-file") {
@@ -70,18 +78,18 @@ func checkExtraArgFiles(args []string) error {
 		}
 		name, path := "--"+a.Name, a.Value
 		if path == "" {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s has no path", name)
+			return fmt.Errorf("%s: %s has no path", what, name)
 		}
 		fi, err := os.Stat(path)
 		if err != nil {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s: %w: fix the path or mount the file", name, path, unwrapPathErr(err))
+			return fmt.Errorf("%s: %s=%s: %w: fix the path or mount the file", what, name, path, unwrapPathErr(err))
 		}
 		if fi.IsDir() {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s is a directory, not a file", name, path)
+			return fmt.Errorf("%s: %s=%s is a directory, not a file", what, name, path)
 		}
 		fh, err := os.Open(path)
 		if err != nil {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s cannot be read: %w: fix its owner or mode", name, path, unwrapPathErr(err))
+			return fmt.Errorf("%s: %s=%s cannot be read: %w: fix its owner or mode", what, name, path, unwrapPathErr(err))
 		}
 		fh.Close()
 	}

@@ -22,7 +22,7 @@ func TestCheckExtraArgFiles(t *testing.T) {
 		{[]string{"--peer-cert-file="}, "--peer-cert-file has no path"},
 		{[]string{"--peer-key-file", "--x"}, "--peer-key-file=--x: no such file or directory"},
 	} {
-		err := checkExtraArgFiles(tc.args)
+		err := checkExtraArgFiles(tc.args, "ETCD_CREDS (--etcd-server-extra-args)")
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%q: %v", tc.args, err)

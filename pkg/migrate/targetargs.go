@@ -26,6 +26,7 @@ import (
 // the target refuses is named with the replacement an older bundled etcd's notice
 // gives, if any.
 func (c *Config) checkTargetAccepts() error {
+	start := time.Now()
 	bin := steps.EtcdBinary(c.BinDir, c.Target.Version)
 	args := c.execArgs(c.ExecArgs)
 	env := c.execEnv(args, false)
@@ -63,6 +64,8 @@ func (c *Config) checkTargetAccepts() error {
 		return fmt.Errorf("%s did not answer `%s <args after --> --version` within %s", bin, target, versionCheckTimeout)
 	}
 	if runErr == nil && strings.Contains(string(out), "etcd Version:") {
+		c.Logger.Info("the target etcd accepts its command line", "etcd", c.Target.Version.String(), "args", len(args),
+			"variables_checked", len(envFlags), "duration_ms", time.Since(start).Milliseconds())
 		c.logDeprecations(help, args, fromEnv)
 		return nil
 	}

@@ -181,7 +181,13 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), orDefault(served.InitialCluster, name+"="+peerURL))
 	// ETCD_CREDS goes to every step's etcd, filtered: what a step sets itself is
 	// left out, what would move the data or the member is refused.
-	creds, err := etcdconfig.ParseCreds(pick("etcd-server-extra-args", "ETCD_CREDS"), !strings.Contains(initialCluster, ","))
+	single := !strings.Contains(initialCluster, ",")
+	creds, err := etcdconfig.ParseCreds(pick("etcd-server-extra-args", "ETCD_CREDS"), single)
+	if err == nil && len(creds.Args) == 0 {
+		// Without ETCD_CREDS the steps get the served etcd's peer TLS settings:
+		// its peer URLs may be what the steps use.
+		creds, err = etcdconfig.PeerTLSCreds(served, single)
+	}
 	if err != nil {
 		return bad("%w", err)
 	}
@@ -321,6 +327,12 @@ func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command 
 			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
 			for _, s := range r.stripped {
 				r.cfg.Logger.Info("ETCD_CREDS flag left out of the steps' etcd", "flag", s.Flag, "why", s.Why)
+			}
+			if r.cfg.Creds.What == etcdconfig.PeerTLSWhat && len(r.cfg.ExtraArgs) > 0 {
+				r.cfg.Logger.Info("the steps' etcd gets the peer TLS flags given after -- (ETCD_CREDS is unset)", "flags", len(r.cfg.ExtraArgs))
+			}
+			if n := r.cfg.Served.Name; n != "" && n != r.cfg.Name {
+				r.cfg.Logger.Warn("the steps run another member name than the served etcd", "steps", r.cfg.Name, "served", n)
 			}
 			if r.exec {
 				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {

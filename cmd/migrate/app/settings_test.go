@@ -156,3 +156,24 @@ func TestStatusRefusals(t *testing.T) {
 		t.Errorf("malformed version.txt: %q, %v", out, err)
 	}
 }
+
+// TestResolvePeerTLSFromEtcdArgs: without ETCD_CREDS, the steps get the served etcd's
+// peer TLS flags, as they may get its (https) peer URLs; with ETCD_CREDS, only it.
+func TestResolvePeerTLSFromEtcdArgs(t *testing.T) {
+	etcdArgs := []string{"--listen-peer-urls=https://10.0.0.1:2380", "--peer-cert-file=/p.crt", "--peer-key-file=/p.key", "--cert-file=/c.crt"}
+	o := &options{}
+	fs := newFlagSet(o)
+	env := baseEnv()
+	r, err := o.resolve(fs, func(k string) string { return env[k] }, etcdArgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.cfg.ExtraArgs, " "); got != "--peer-cert-file=/p.crt --peer-key-file=/p.key" || r.cfg.ListenPeerURLs != "https://10.0.0.1:2380" {
+		t.Errorf("ExtraArgs = %q, ListenPeerURLs = %q", got, r.cfg.ListenPeerURLs)
+	}
+	env["ETCD_CREDS"] = "--peer-auto-tls"
+	r, err = o.resolve(fs, func(k string) string { return env[k] }, etcdArgs)
+	if err != nil || strings.Join(r.cfg.ExtraArgs, " ") != "--peer-auto-tls" {
+		t.Errorf("with ETCD_CREDS: %v, %q", err, r.cfg.ExtraArgs)
+	}
+}
