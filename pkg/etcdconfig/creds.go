@@ -33,7 +33,7 @@ type Stripped struct {
 // last on its command line and would win). The served etcd gets them from the args
 // after "--".
 var stripped = map[string]string{
-	"snapshot-count": "a step sets its own (1) to save the snapshot it waits for",
+	"snapshot-count": "a step sets its own to save the snapshot it waits for",
 	// Logging: the step reads its etcd's JSON log lines on stderr.
 	"logger":                   "a step reads its etcd's log on stderr",
 	"log-outputs":              "a step reads its etcd's log on stderr",

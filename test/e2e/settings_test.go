@@ -149,7 +149,7 @@ func TestCredsStepFlagsStripped(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
 	}
 	for _, want := range []string{
-		`msg="ETCD_CREDS flag left out of the steps' etcd" flag="--snapshot-count=100000" why="a step sets its own (1) to save the snapshot it waits for"`,
+		`msg="ETCD_CREDS flag left out of the steps' etcd" flag="--snapshot-count=100000" why="a step sets its own to save the snapshot it waits for"`,
 		`msg="ETCD_CREDS flag left out of the steps' etcd" flag="--log-outputs=`,
 		`msg="ETCD_CREDS flag left out of the steps' etcd" flag="--heartbeat-interval=500" why="a step sets its own for a lone member"`,
 	} {
