@@ -98,6 +98,9 @@ const (
 	kBool
 	kUint64
 	kUint
+	// kBoolSyntax: a boolean flag of etcd this package reads for its syntax only
+	// (a bare --x takes no value), not from the environment.
+	kBoolSyntax
 )
 
 // flagSet defines the flags that matter, with etcd's names and types, bound to m.
@@ -158,7 +161,8 @@ func flagSet(m *Member) (*pflag.FlagSet, map[string]kind) {
 		"experimental-txn-mode-write-with-shared-buffer", "experimental-stop-grpc-service-on-defrag",
 		"experimental-enable-v2v3", "discovery-insecure-transport", "discovery-insecure-skip-tls-verify"} {
 		var ignored bool
-		boolean(&ignored, b)
+		fs.BoolVar(&ignored, b, false, "")
+		kinds[b] = kBoolSyntax
 	}
 	return fs, kinds
 }
@@ -185,7 +189,7 @@ func Split(args []string) ([]Arg, error) {
 		if !hasVal {
 			k, known := kinds[name]
 			switch {
-			case known && k == kBool:
+			case known && (k == kBool || k == kBoolSyntax):
 			case i+1 < len(args) && (known || !strings.HasPrefix(args[i+1], "-")):
 				a.Value, a.HasValue = args[i+1], true
 				a.Tokens = append(a.Tokens, args[i+1])
@@ -230,8 +234,10 @@ func fromArgs(split []Arg, getenv func(string) string, what string) (*Member, er
 	if getenv == nil {
 		return m, nil
 	}
-	for name := range kinds {
-		if m.IsSet(name) || fs.Lookup(name) == nil {
+	for name, k := range kinds {
+		// ETCD_VERSION and the like are not settings etcd takes from the
+		// environment as this package would read them (etcd ignores ETCD_VERSION).
+		if m.IsSet(name) || k == kBoolSyntax {
 			continue
 		}
 		key := FlagToEnv(name)
@@ -247,28 +253,34 @@ func fromArgs(split []Arg, getenv func(string) string, what string) (*Member, er
 	return m, nil
 }
 
+// Dropped is a variable left out of an exec'd etcd's environment, and why.
+type Dropped struct{ Var, Why string }
+
 // ExecEnv is the environment for an etcd started with args: environ without each
-// ETCD_<FLAG> variable whose flag args also give. etcd refuses to start when both
-// are set ("conflicting environment variable is shadowed by corresponding
-// command-line flag"), and the command line is what the operator wrote last.
-func ExecEnv(args []string, environ []string) (env, shadowed []string) {
-	split, err := Split(args)
-	if err != nil {
-		return environ, nil // the caller refused these args already
-	}
+// ETCD_<FLAG> variable whose flag args also give (etcd refuses to start when both are
+// set: "conflicting environment variable is shadowed by corresponding command-line
+// flag"; the command line is what the operator wrote last), and without
+// ETCD_VERSION, which etcd 3.4 reads as --version (measured: etcd 3.4.13 refuses
+// ETCD_VERSION=3.4.13, "invalid value ... for ETCD_VERSION"; 3.5+ ignore it).
+func ExecEnv(args []string, environ []string) (env []string, dropped []Dropped) {
 	given := map[string]bool{}
-	for _, a := range split {
-		given[FlagToEnv(a.Name)] = true
+	if split, err := Split(args); err == nil {
+		for _, a := range split {
+			given[FlagToEnv(a.Name)] = true
+		}
 	}
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if given[k] {
-			shadowed = append(shadowed, k)
-			continue
+		switch {
+		case given[k]:
+			dropped = append(dropped, Dropped{k, "the same flag is given after --"})
+		case k == FlagToEnv("version"):
+			dropped = append(dropped, Dropped{k, "etcd 3.4 reads it as --version (print the version and exit)"})
+		default:
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
-	return env, shadowed
+	return env, dropped
 }
 
 // HasFlag tells whether args give the flag.
@@ -301,8 +313,8 @@ func (m *Member) FileArgs() []Arg {
 // reads (ETCD_DATA_DIR, ETCD_NAME, ...).
 func IsFlagEnv(key string) bool {
 	_, kinds := flagSet(&Member{})
-	for name := range kinds {
-		if FlagToEnv(name) == key {
+	for name, k := range kinds {
+		if k != kBoolSyntax && FlagToEnv(name) == key {
 			return true
 		}
 	}

@@ -64,6 +64,10 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %v, want a value error naming the flag", bad, err)
 		}
 	}
+	// Images set ETCD_VERSION (etcd itself ignores it, with a warning).
+	if _, err := Parse(nil, env(map[string]string{"ETCD_VERSION": "3.4.13", "ETCD_DEBUG": "x"}), "after --"); err != nil {
+		t.Errorf("ETCD_VERSION/ETCD_DEBUG: %v", err)
+	}
 	if _, err := Parse(nil, env(map[string]string{"ETCD_SNAPSHOT_COUNT": "many"}), "after --"); err == nil || !strings.Contains(err.Error(), "ETCD_SNAPSHOT_COUNT=many") {
 		t.Errorf("bad ETCD_SNAPSHOT_COUNT: %v", err)
 	}
@@ -92,13 +96,17 @@ func TestParseServedRefusals(t *testing.T) {
 }
 
 func TestExecEnv(t *testing.T) {
-	environ := []string{"PATH=/bin", "ETCD_NAME=a", "ETCD_DATA_DIR=/d", "ETCD_SNAPSHOT_COUNT=10", "ETCD_CREDS=--x", "ETCD_LISTEN_PEER_URLS=http://x:1"}
-	got, shadowed := ExecEnv([]string{"--name=a", "-listen-peer-urls", "http://y:2", "--data-dir-x=1"}, environ)
+	environ := []string{"PATH=/bin", "ETCD_NAME=a", "ETCD_DATA_DIR=/d", "ETCD_SNAPSHOT_COUNT=10", "ETCD_CREDS=--x", "ETCD_LISTEN_PEER_URLS=http://x:1", "ETCD_VERSION=3.4.13"}
+	got, dropped := ExecEnv([]string{"--name=a", "-listen-peer-urls", "http://y:2", "--data-dir-x=1"}, environ)
 	if want := []string{"PATH=/bin", "ETCD_DATA_DIR=/d", "ETCD_SNAPSHOT_COUNT=10", "ETCD_CREDS=--x"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("env = %q, want %q", got, want)
 	}
-	if want := []string{"ETCD_NAME", "ETCD_LISTEN_PEER_URLS"}; !reflect.DeepEqual(shadowed, want) {
-		t.Errorf("shadowed = %q, want %q", shadowed, want)
+	var vars []string
+	for _, d := range dropped {
+		vars = append(vars, d.Var)
+	}
+	if want := []string{"ETCD_NAME", "ETCD_LISTEN_PEER_URLS", "ETCD_VERSION"}; !reflect.DeepEqual(vars, want) {
+		t.Errorf("dropped = %q, want %q", vars, want)
 	}
 }
 

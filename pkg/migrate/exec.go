@@ -53,12 +53,13 @@ func (c *Config) execArgs(userArgs []string) []string {
 }
 
 // execEnv is the exec'd etcd's environment: this one without the ETCD_<FLAG>
-// variables its command line shadows (etcd refuses to start with both).
+// variables its command line shadows (etcd refuses to start with both) and without
+// ETCD_VERSION (etcdconfig.ExecEnv).
 func (c *Config) execEnv(args []string, log bool) []string {
-	env, shadowed := etcdconfig.ExecEnv(args, os.Environ())
+	env, dropped := etcdconfig.ExecEnv(args, os.Environ())
 	if log {
-		for _, k := range shadowed {
-			c.Logger.Info("left out of etcd's environment: the same flag is given after --", "variable", k)
+		for _, d := range dropped {
+			c.Logger.Info("left out of etcd's environment", "variable", d.Var, "why", d.Why)
 		}
 	}
 	return env

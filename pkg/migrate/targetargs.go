@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-version"
@@ -40,8 +41,8 @@ func (c *Config) checkTargetAccepts() error {
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		name, ok := envFlag(k)
-		if !ok || v == "" {
-			continue
+		if !ok || v == "" || name == "version" {
+			continue // etcd ignores ETCD_VERSION
 		}
 		if _, known := help[name]; known {
 			envFlags = append(envFlags, "--"+name+"="+v)
@@ -184,8 +185,27 @@ func (c *Config) olderNotice(name string) (string, string) {
 	return "", ""
 }
 
-// etcdHelp is the flags `etcd --help` lists, each with its description.
+var (
+	helpMu    sync.Mutex
+	helpCache = map[string]map[string]string{}
+)
+
+// etcdHelp is the flags `etcd --help` lists, each with its description (read once
+// per binary).
 func etcdHelp(bin string) (map[string]string, error) {
+	helpMu.Lock()
+	defer helpMu.Unlock()
+	if h, ok := helpCache[bin]; ok {
+		return h, nil
+	}
+	h, err := readEtcdHelp(bin)
+	if err == nil {
+		helpCache[bin] = h
+	}
+	return h, err
+}
+
+func readEtcdHelp(bin string) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), versionCheckTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--help")

@@ -69,7 +69,7 @@ func TestExecWithShadowedEnv(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	dataDir := etcdtest.ExtractFixture(t, fixture34)
 	stderr := execAndServe(t, binDir, dataDir, []string{"ETCD_NAME=etcd-member"}, "3.7.3", "--name=etcd-member")
-	if !strings.Contains(stderr, `msg="left out of etcd's environment: the same flag is given after --" variable=ETCD_NAME`) {
+	if !strings.Contains(stderr, `msg="left out of etcd's environment" variable=ETCD_NAME why="the same flag is given after --"`) {
 		t.Fatalf("no log line for the shadowed ETCD_NAME:\n%s", stderr)
 	}
 	if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
