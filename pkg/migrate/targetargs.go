@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 )
 
@@ -139,12 +140,9 @@ func envFlag(key string) (string, bool) {
 func (c *Config) logDeprecations(help map[string]string, args []string, fromEnv map[string]string) {
 	seen := map[string]bool{}
 	var names []string
-	for _, a := range args {
-		if !strings.HasPrefix(a, "-") {
-			continue
-		}
-		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		names = append(names, n)
+	split, _ := etcdconfig.Split(args) // accepted by the target: it splits
+	for _, a := range split {
+		names = append(names, a.Name)
 	}
 	envNames := make([]string, 0, len(fromEnv))
 	for n := range fromEnv {
