@@ -294,6 +294,9 @@ Environment (a flag given on the command line wins over its variable):
                                the same flag after -- is left out of etcd's environment.
                                A separate WAL dir (ETCD_WAL_DIR, --wal-dir) and a config
                                file (ETCD_CONFIG_FILE, --config-file) are refused.
+                               ETCD_VERSION is left out (etcd 3.4 reads it as --version).
+  ETCD_MIGRATE_FAULT,          tests only: kill migrate, or fill the disk, at a named
+  ETCD_MIGRATE_FAULT_FILL        point (README: "Failure"); inert unless set
 
 Exit codes:
   0  migrated (or nothing to do), then etcd was exec'd (or --exec=false)
