@@ -155,7 +155,7 @@ func TestResolveFlagSetToDefaultStillBeatsEnv(t *testing.T) {
 	}
 	// An explicitly empty --data-dir is not replaced by DATA_DIRECTORY.
 	_, err := resolveWith(t, []string{"--data-dir="}, baseEnv())
-	if err == nil || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY" {
+	if err == nil || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)" {
 		t.Errorf("resolve(--data-dir=) = %v, want the no data dir error", err)
 	}
 }
@@ -307,7 +307,7 @@ func TestResolveErrors(t *testing.T) {
 		env  map[string]string
 		want string // exact message unless prefixed with "~" (substring)
 	}{
-		{"missing data dir", nil, map[string]string{"DATA_DIRECTORY": "<unset>"}, "no data dir: set --data-dir or DATA_DIRECTORY"},
+		{"missing data dir", nil, map[string]string{"DATA_DIRECTORY": "<unset>"}, "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)"},
 		{"missing target version", nil, map[string]string{"TARGET_VERSION": "<unset>"}, "no target version: set --target-version or TARGET_VERSION, e.g. 3.6.16"},
 		{"TARGET_VERSION two segments", nil, map[string]string{"TARGET_VERSION": "3.6"}, `TARGET_VERSION: invalid etcd version "3.6": want major.minor.patch, e.g. 3.5.35`},
 		{"TARGET_VERSION with v", nil, map[string]string{"TARGET_VERSION": "v3.6.16"}, `~TARGET_VERSION: invalid etcd version "v3.6.16"`},

@@ -51,7 +51,7 @@ type options struct {
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.dataDir, "data-dir", "", "etcd data directory to migrate (env DATA_DIRECTORY)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "etcd data directory to migrate (env DATA_DIRECTORY, else --data-dir after -- or ETCD_DATA_DIR)")
 	fs.StringVar(&o.targetVersion, "target-version", "", "etcd version to migrate to and run, e.g. 3.6.16 (env TARGET_VERSION)")
 	fs.StringVar(&o.targetStorage, "target-storage", "etcd3", "storage to migrate to: etcd3 or etcd2 (env TARGET_STORAGE)")
 	fs.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "directory with the bundled etcd-<v>, etcdctl-<v>, etcdutl-<v>")
@@ -104,9 +104,16 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 	bad := func(format string, a ...any) (resolved, error) {
 		return resolved{}, &usageError{fmt.Errorf(format, a...)}
 	}
+	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
+	if err != nil {
+		return bad("%w", err)
+	}
 	dataDir := pick("data-dir", "DATA_DIRECTORY")
+	if dataDir == "" && !fs.Changed("data-dir") {
+		dataDir = served.DataDir // --data-dir after --, or ETCD_DATA_DIR
+	}
 	if dataDir == "" {
-		return bad("no data dir: set --data-dir or DATA_DIRECTORY")
+		return bad("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
 	}
 	tv := pick("target-version", "TARGET_VERSION")
 	if tv == "" {
@@ -130,10 +137,6 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 		return bad("%w", err)
 	}
 
-	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
-	if err != nil {
-		return bad("%w", err)
-	}
 	name := pick("name", "ETCD_NAME")
 	if name == "" {
 		name = served.Name // --name after --
@@ -271,7 +274,7 @@ to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd bina
 then replaces itself with etcd-<target> and the ETCD-ARGS given after --.
 
 Environment (a flag given on the command line wins over its variable):
-  DATA_DIRECTORY               --data-dir
+  DATA_DIRECTORY               --data-dir (else --data-dir after --, or ETCD_DATA_DIR)
   TARGET_VERSION               --target-version
   TARGET_STORAGE               --target-storage (etcd3 or etcd2)
   BUNDLED_VERSIONS             --bundled-versions

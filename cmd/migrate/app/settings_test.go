@@ -177,3 +177,25 @@ func TestResolvePeerTLSFromEtcdArgs(t *testing.T) {
 		t.Errorf("with ETCD_CREDS: %v, %q", err, r.cfg.ExtraArgs)
 	}
 }
+
+// TestResolveDataDirFromEtcdArgs: without --data-dir and DATA_DIRECTORY, the data dir
+// is the served etcd's (--data-dir after --, else ETCD_DATA_DIR).
+func TestResolveDataDirFromEtcdArgs(t *testing.T) {
+	for _, tc := range []struct {
+		etcdArgs []string
+		env      map[string]string
+		want     string
+	}{
+		{[]string{"--data-dir", "/from/args"}, map[string]string{"DATA_DIRECTORY": "<unset>"}, "/from/args"},
+		{nil, map[string]string{"DATA_DIRECTORY": "<unset>", "ETCD_DATA_DIR": "/from/etcd/env"}, "/from/etcd/env"},
+		{[]string{"--data-dir=/from/args"}, map[string]string{"DATA_DIRECTORY": "/var/etcd/data"}, "/var/etcd/data"},
+	} {
+		o := &options{}
+		fs := newFlagSet(o)
+		env := withEnv(tc.env)
+		r, err := o.resolve(fs, func(k string) string { return env[k] }, tc.etcdArgs)
+		if err != nil || r.cfg.DataDir != tc.want {
+			t.Errorf("%q %v: data dir %q, %v; want %q", tc.etcdArgs, tc.env, r.cfg.DataDir, err, tc.want)
+		}
+	}
+}
