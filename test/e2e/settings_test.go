@@ -67,6 +67,13 @@ func execAndServe(t *testing.T, binDir, dataDir string, env []string, target str
 // flag"). The exec'd etcd's environment leaves ETCD_NAME out, says so, and etcd serves.
 func TestExecWithShadowedEnv(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
+	// The control: etcd 3.7.3 itself refuses to start with both (before it touches
+	// a data dir or a port).
+	ctl := exec.Command(filepath.Join(binDir, "etcd-3.7.3"), "--name=etcd-member", "--data-dir="+filepath.Join(t.TempDir(), "control"))
+	ctl.Env = append(os.Environ(), "ETCD_NAME=etcd-member")
+	if out, err := ctl.CombinedOutput(); err == nil || !strings.Contains(string(out), "conflicting environment variable is shadowed by corresponding command-line flag") {
+		t.Fatalf("control: etcd 3.7.3 with ETCD_NAME and --name: %v\n%s", err, out)
+	}
 	dataDir := etcdtest.ExtractFixture(t, fixture34)
 	stderr := execAndServe(t, binDir, dataDir, []string{"ETCD_NAME=etcd-member"}, "3.7.3", "--name=etcd-member")
 	if !strings.Contains(stderr, `msg="left out of etcd's environment" variable=ETCD_NAME why="the same flag is given after --"`) {
