@@ -182,7 +182,7 @@ func Split(args []string) ([]Arg, error) {
 		}
 		body := strings.TrimPrefix(strings.TrimPrefix(tok, "-"), "-")
 		if body == "" || body[0] == '-' || body[0] == '=' {
-			return nil, fmt.Errorf("%q: bad flag syntax", tok)
+			return nil, fmt.Errorf("%q: bad flag syntax: write flags as --name=value", tok)
 		}
 		name, val, hasVal := strings.Cut(body, "=")
 		a := Arg{Name: name, Value: val, HasValue: hasVal, Tokens: []string{tok}}
@@ -195,7 +195,7 @@ func Split(args []string) ([]Arg, error) {
 				a.Tokens = append(a.Tokens, args[i+1])
 				i++
 			case known:
-				return nil, fmt.Errorf("flag needs an argument: %s", tok)
+				return nil, fmt.Errorf("flag needs an argument: %s: give it a value (--name=value)", tok)
 			}
 		}
 		out = append(out, a)
