@@ -15,10 +15,10 @@ import (
 // long as etcd runs, as the exec'd etcd holds it elsewhere. A console Ctrl-C reaches
 // etcd directly (same console); migrate, whose main catches os.Interrupt, keeps
 // waiting for etcd to stop.
-func execEtcd(bin string, args []string) error {
+func execEtcd(bin string, args, env []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = os.Environ()
+	cmd.Env = env
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", bin, err)
 	}

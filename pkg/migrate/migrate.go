@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
@@ -40,8 +41,18 @@ type Config struct {
 	Bundled []*version.Version
 
 	// Member is the identity and the private, loopback-only URLs of the steps' etcd;
-	// its ExtraArgs (ETCD_CREDS) go to every etcd a step starts.
+	// its ExtraArgs (ETCD_CREDS, filtered: Creds.StepArgs) go to every etcd a step
+	// starts.
 	etcdproc.Member
+
+	// Served is the served etcd's settings: the args after "--" and the ETCD_*
+	// variables it reads. Creds is ETCD_CREDS read into the same model.
+	Served *etcdconfig.Member
+	Creds  *etcdconfig.Creds
+	// WillExec: etcd-<target> is exec'd after the run with ExecArgs (the args after
+	// "--"); preflight checks that it accepts them.
+	WillExec bool
+	ExecArgs []string
 
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
@@ -271,8 +282,9 @@ func (c *Config) recoverReplacement() error {
 
 // preflight checks what the plan needs before anything is touched: every binary it
 // runs (and the target's, for the exec) exists, is executable and reports the
-// version its name says; the files ETCD_CREDS names can be read and it adds no
-// non-loopback listener; the private ports are free and loopback.
+// version its name says; the target etcd accepts the args after "--" (when it is
+// exec'd); the files ETCD_CREDS names can be read; the private ports are free and
+// loopback. (ETCD_CREDS listeners are refused when it is parsed.)
 func (c *Config) preflight(plan []steps.Step) error {
 	bins := []string{steps.EtcdBinary(c.BinDir, c.Target.Version)}
 	runsEtcd := false
@@ -288,6 +300,11 @@ func (c *Config) preflight(plan []steps.Step) error {
 	}
 	if err := checkBinaryVersions(bins); err != nil {
 		return err
+	}
+	if c.WillExec {
+		if err := c.checkTargetAccepts(); err != nil {
+			return err
+		}
 	}
 	for _, s := range plan {
 		if s.Kind == steps.KindRollbackToEtcd2 {
@@ -313,10 +330,7 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if err := c.checkDiskSpace(plan); err != nil {
 		return err
 	}
-	if err := checkExtraArgFiles(c.ExtraArgs); err != nil {
-		return err
-	}
-	if err := checkExtraArgListeners(c.ExtraArgs); err != nil {
+	if err := checkExtraArgFiles(c.ExtraArgs, c.credsWhat()); err != nil {
 		return err
 	}
 	u, err := url.Parse(c.ClientURL)

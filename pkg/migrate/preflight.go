@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -55,77 +55,43 @@ func checkDataDirAccess(dataDir string) error {
 	return nil
 }
 
-// fileFlag is one --<name>-file=<path> (or "--<name>-file <path>") of ETCD_CREDS.
-type fileFlag struct{ name, path string }
-
-// fileFlags lists the flags of args that name a file (etcd spells them all
-// --*-file: cert, key, trusted CA, CRL, config), in either form etcd accepts.
-func fileFlags(args []string) []fileFlag {
-	var out []fileFlag
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if !strings.HasPrefix(a, "-") {
-			continue
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasSuffix(name, "-file") {
-			continue
-		}
-		if !hasVal {
-			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
-				val = args[i+1]
-				i++
-			}
-		}
-		out = append(out, fileFlag{name: "--" + name, path: val})
+// credsWhat names where the steps' extra flags come from.
+func (c *Config) credsWhat() string {
+	if c.Creds != nil && c.Creds.What != "" {
+		return c.Creds.What
 	}
-	return out
+	return "ETCD_CREDS (--etcd-server-extra-args)"
 }
 
-// checkExtraArgFiles checks that every file ETCD_CREDS names exists and can be
-// opened for reading, so a wrong TLS path is an input error naming the flag and the
-// path, not an etcd that exits mid-step. The files are opened, never read: their
-// content (keys) goes nowhere near a log.
-func checkExtraArgFiles(args []string) error {
-	for _, f := range fileFlags(args) {
-		if f.path == "" {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s has no path", f.name)
+// checkExtraArgFiles checks that every file the steps' extra flags (what) name exists
+// and can be opened for reading, so a wrong TLS path is an input error naming the
+// flag and the path, not an etcd that exits mid-step. The files are opened, never
+// read: their content (keys) goes nowhere near a log.
+func checkExtraArgFiles(args []string, what string) error {
+	split, err := etcdconfig.Split(args)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for _, a := range split {
+		if !strings.HasSuffix(a.Name, "-file") {
+			continue
 		}
-		fi, err := os.Stat(f.path)
+		name, path := "--"+a.Name, a.Value
+		if path == "" {
+			return fmt.Errorf("%s: %s has no path", what, name)
+		}
+		fi, err := os.Stat(path)
 		if err != nil {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s: %w: fix the path or mount the file", f.name, f.path, unwrapPathErr(err))
+			return fmt.Errorf("%s: %s=%s: %w: fix the path or mount the file", what, name, path, unwrapPathErr(err))
 		}
 		if fi.IsDir() {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s is a directory, not a file", f.name, f.path)
+			return fmt.Errorf("%s: %s=%s is a directory, not a file", what, name, path)
 		}
-		fh, err := os.Open(f.path)
+		fh, err := os.Open(path)
 		if err != nil {
-			return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args): %s=%s cannot be read: %w: fix its owner or mode", f.name, f.path, unwrapPathErr(err))
+			return fmt.Errorf("%s: %s=%s cannot be read: %w: fix its owner or mode", what, name, path, unwrapPathErr(err))
 		}
 		fh.Close()
-	}
-	return nil
-}
-
-// checkExtraArgListeners refuses ETCD_CREDS that would make the steps' etcd listen
-// on a non-loopback address (the extra args come last and win): the migration etcd
-// is private. Listen flags for the final etcd go after --.
-func checkExtraArgListeners(args []string) error {
-	for i := 0; i < len(args); i++ {
-		name, val, hasVal := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
-		if !strings.HasPrefix(args[i], "-") || !strings.HasPrefix(name, "listen-") {
-			continue
-		}
-		if !hasVal && i+1 < len(args) {
-			val = args[i+1]
-			i++
-		}
-		for _, raw := range strings.Split(val, ",") {
-			u, err := url.Parse(strings.TrimSpace(raw))
-			if err != nil || !isLoopback(u.Hostname()) {
-				return fmt.Errorf("ETCD_CREDS (--etcd-server-extra-args) sets --%s=%s: the migration etcd listens on loopback only; give the final etcd its listen URLs after --", name, val)
-			}
-		}
 	}
 	return nil
 }

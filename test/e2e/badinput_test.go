@@ -309,6 +309,36 @@ func TestHostileInput(t *testing.T) {
 			return setup{dataDir: d, path: dir + "/ca.crt", wrap: noDAC, env: []string{"ETCD_CREDS=--peer-trusted-ca-file=" + dir + "/ca.crt"}}
 		}, 2, "ETCD_CREDS (--etcd-server-extra-args): --peer-trusted-ca-file=%s cannot be read: permission denied"},
 
+		// etcd settings (pkg/etcdconfig): nothing may move the data, the WAL or the
+		// member away from what migrate checked, and the target etcd must accept its
+		// command line, before anything is touched.
+		{"ETCD_CREDS moves the data dir", func(t *testing.T, d string) setup {
+			other := filepath.Join(t.TempDir(), "x")
+			return setup{dataDir: d, path: other, env: []string{"ETCD_CREDS=--data-dir=" + other}, check: func(t *testing.T, r result) {
+				if _, err := os.Stat(other); err == nil {
+					t.Fatalf("%s was created", other)
+				}
+			}}
+		}, 2, "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=%s: the steps run on the data dir migrate checked and locked"},
+		{"ETCD_CREDS sets a WAL dir", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, env: []string{"ETCD_CREDS=--wal-dir /var/lib/etcd-wal"}}
+		}, 2, "a separate WAL dir (--wal-dir=/var/lib/etcd-wal in ETCD_CREDS) is not supported yet: the steps and the backup would miss the WAL"},
+		{"WAL dir after --", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, args: []string{"--exec=true", "--", "--wal-dir=/var/lib/etcd-wal"}}
+		}, 2, "a separate WAL dir (--wal-dir=/var/lib/etcd-wal after --) is not supported yet"},
+		{"ETCD_WAL_DIR", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, env: []string{"ETCD_WAL_DIR=/var/lib/etcd-wal"}}
+		}, 2, "a separate WAL dir (ETCD_WAL_DIR=/var/lib/etcd-wal) is not supported yet"},
+		{"ETCD_CREDS forces a new cluster", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, env: []string{"ETCD_CREDS=--force-new-cluster"}}
+		}, 2, "ETCD_CREDS (--etcd-server-extra-args) sets --force-new-cluster: it would rewrite the membership stored in the data at every step"},
+		{"target etcd does not know a flag after --", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, args: []string{"--exec=true", "--", "--experimental-initial-corrupt-check"}}
+		}, 2, "the target etcd 3.7.3 does not accept its command line: flag provided but not defined: -experimental-initial-corrupt-check: replace --experimental-initial-corrupt-check after -- with --feature-gates=InitialCorruptCheck=true"},
+		{"misspelt command", func(t *testing.T, d string) setup {
+			return setup{dataDir: d, args: []string{"stauts"}}
+		}, 2, `unknown command "stauts" for "migrate" (did you mean "status"?)`},
+
 		// locks
 		{"second concurrent migrator", func(t *testing.T, d string) setup {
 			lk, err := lock.Acquire(d)

@@ -50,7 +50,7 @@ func resolveWith(t *testing.T, args []string, env map[string]string) (resolved, 
 	if err := fs.Parse(args); err != nil {
 		t.Fatalf("parse %q: %v", args, err)
 	}
-	return o.resolve(fs, func(k string) string { return env[k] })
+	return o.resolve(fs, func(k string) string { return env[k] }, nil)
 }
 
 func mustResolve(t *testing.T, args []string, env map[string]string) resolved {
@@ -155,7 +155,7 @@ func TestResolveFlagSetToDefaultStillBeatsEnv(t *testing.T) {
 	}
 	// An explicitly empty --data-dir is not replaced by DATA_DIRECTORY.
 	_, err := resolveWith(t, []string{"--data-dir="}, baseEnv())
-	if err == nil || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY" {
+	if err == nil || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)" {
 		t.Errorf("resolve(--data-dir=) = %v, want the no data dir error", err)
 	}
 }
@@ -307,7 +307,7 @@ func TestResolveErrors(t *testing.T) {
 		env  map[string]string
 		want string // exact message unless prefixed with "~" (substring)
 	}{
-		{"missing data dir", nil, map[string]string{"DATA_DIRECTORY": "<unset>"}, "no data dir: set --data-dir or DATA_DIRECTORY"},
+		{"missing data dir", nil, map[string]string{"DATA_DIRECTORY": "<unset>"}, "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)"},
 		{"missing target version", nil, map[string]string{"TARGET_VERSION": "<unset>"}, "no target version: set --target-version or TARGET_VERSION, e.g. 3.6.16"},
 		{"TARGET_VERSION two segments", nil, map[string]string{"TARGET_VERSION": "3.6"}, `TARGET_VERSION: invalid etcd version "3.6": want major.minor.patch, e.g. 3.5.35`},
 		{"TARGET_VERSION with v", nil, map[string]string{"TARGET_VERSION": "v3.6.16"}, `~TARGET_VERSION: invalid etcd version "v3.6.16"`},
@@ -418,8 +418,16 @@ func TestRootCommandUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"foo"}, `unexpected arguments ["foo"]: etcd arguments go after --`},
-		{[]string{"foo", "--", "--name=x"}, `unexpected arguments ["foo"] before --`},
+		{[]string{"foo"}, `unknown command "foo" for "migrate": the commands are plan and status; etcd arguments go after --`},
+		{[]string{"foo", "--", "--name=x"}, `unknown command "foo" for "migrate"`},
+		{[]string{"stauts"}, `unknown command "stauts" for "migrate" (did you mean "status"?)`},
+		{[]string{"plan", "extra"}, `migrate plan takes no arguments, got ["extra"]`},
+		{[]string{"status", "extra"}, `migrate status takes no arguments, got ["extra"]`},
+		{[]string{"plan", "--bin-dir=/x"}, "unknown flag: --bin-dir"},
+		{[]string{"status", "--target-version=3.7.3"}, "unknown flag: --target-version"},
+		{[]string{"completion", "bash"}, `unknown command "completion" for "migrate"`},
+		{[]string{"--", "--wal-dir=/w"}, "a separate WAL dir (--wal-dir=/w after --) is not supported yet"},
+		{[]string{"--", "--name", "a", "b"}, `etcd args after --: "b" is not a flag`},
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 		{[]string{"--port=abc"}, `invalid argument "abc" for "--port" flag`},
 	}

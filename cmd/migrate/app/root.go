@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
@@ -45,24 +46,27 @@ type options struct {
 	exec, backup, dropV2                                    bool
 	logFormat, logLevel                                     string
 	readyTimeout, stopTimeout                               time.Duration
+	// all holds every flag; a command registers those it uses (the same *Flag, so
+	// resolve reads them through all whatever command parsed them).
+	all *pflag.FlagSet
 }
 
 func (o *options) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.dataDir, "data-dir", "", "etcd data directory to migrate (env DATA_DIRECTORY)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "etcd data directory to migrate (env DATA_DIRECTORY, else --data-dir after -- or ETCD_DATA_DIR)")
 	fs.StringVar(&o.targetVersion, "target-version", "", "etcd version to migrate to and run, e.g. 3.6.16 (env TARGET_VERSION)")
 	fs.StringVar(&o.targetStorage, "target-storage", "etcd3", "storage to migrate to: etcd3 or etcd2 (env TARGET_STORAGE)")
 	fs.StringVar(&o.binDir, "bin-dir", "/usr/local/bin", "directory with the bundled etcd-<v>, etcdctl-<v>, etcdutl-<v>")
 	fs.StringVar(&o.bundled, "bundled-versions", defaultBundledVersions, "bundled etcd versions, comma or space separated (env BUNDLED_VERSIONS)")
-	fs.StringVar(&o.name, "name", "", "member name (env ETCD_NAME, else etcd-$ETCD_HOSTNAME, else etcd-$HOSTNAME)")
-	fs.StringVar(&o.initialCluster, "initial-cluster", "", "initial cluster (env INITIAL_CLUSTER; default <name>=http://localhost:<peer-port>)")
-	fs.StringVar(&o.listenPeerURLs, "listen-peer-urls", "", "peer URLs of the migration etcd (env LISTEN_PEER_URLS; default http://localhost:<peer-port>)")
-	fs.StringVar(&o.advertisePeerURLs, "initial-advertise-peer-urls", "", "advertised peer URLs (env INITIAL_ADVERTISE_PEER_URLS; default http://localhost:<peer-port>)")
+	fs.StringVar(&o.name, "name", "", "member name (env ETCD_NAME, else --name after --, else etcd-$ETCD_HOSTNAME, else etcd-$HOSTNAME)")
+	fs.StringVar(&o.initialCluster, "initial-cluster", "", "initial cluster (env INITIAL_CLUSTER, else --initial-cluster after --; default <name>=http://localhost:<peer-port>)")
+	fs.StringVar(&o.listenPeerURLs, "listen-peer-urls", "", "peer URLs of the migration etcd (env LISTEN_PEER_URLS, else --listen-peer-urls after --; default http://localhost:<peer-port>)")
+	fs.StringVar(&o.advertisePeerURLs, "initial-advertise-peer-urls", "", "advertised peer URLs (env INITIAL_ADVERTISE_PEER_URLS, else the flag after --; default http://localhost:<peer-port>)")
 	fs.StringVar(&o.listenClientURLs, "listen-client-urls", "", "private loopback client URL of the migration etcd (env LISTEN_CLIENT_URLS; default http://127.0.0.1:<port>)")
 	fs.IntVar(&o.port, "port", 0, "private client port (default 18629, or 18631 when the data dir path contains \"event\")")
 	fs.IntVar(&o.peerPort, "peer-port", 0, "peer port (default 2380, or 2381 when the data dir path contains \"event\")")
 	fs.StringVar(&o.dataPrefix, "etcd-data-prefix", "/registry", "Kubernetes key prefix (env ETCD_DATA_PREFIX)")
 	fs.StringVar(&o.ttlKeysDir, "ttl-keys-directory", "", "directory of keys that must expire (env TTL_KEYS_DIRECTORY; default <prefix>/events)")
-	fs.StringVar(&o.extraArgs, "etcd-server-extra-args", "", "extra flags for every etcd a step starts, e.g. peer TLS (env ETCD_CREDS)")
+	fs.StringVar(&o.extraArgs, "etcd-server-extra-args", "", "extra flags for every etcd a step starts, e.g. peer TLS, filtered (env ETCD_CREDS; unset: the --peer-* flags after --)")
 	fs.BoolVar(&o.exec, "exec", true, "exec etcd-<target-version> after migrating; --exec=false exits 0 instead")
 	fs.BoolVar(&o.dropV2, "drop-v2-content", false, "let the hop into etcd 3.6 drop v2 keys outside --etcd-data-prefix too (env DROP_V2_CONTENT=true); v2 keys under it are always dropped")
 	fs.BoolVar(&o.backup, "backup", true, "copy the data dir to <data-dir>.bak before the first step that changes it")
@@ -74,16 +78,20 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 
 // resolved is the outcome of flags + environment + defaults.
 type resolved struct {
-	cfg     migrate.Config
-	exec    bool
-	logFmt  string
-	logLvl  slog.Level
-	bundled string
+	cfg migrate.Config
+	// stripped: ETCD_CREDS flags the steps do not get (logged).
+	stripped []etcdconfig.Stripped
+	exec     bool
+	logFmt   string
+	logLvl   slog.Level
+	bundled  string
 }
 
 // resolve applies DESIGN §1's precedence: a flag set on the command line, else its
-// environment variable, else the default.
-func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolved, error) {
+// environment variable, else, for the member's name and peer settings, what the
+// served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
+// variables it reads), else the default.
+func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
 	pick := func(flag, env string) string {
 		v, _ := fs.GetString(flag)
 		if fs.Changed(flag) {
@@ -98,9 +106,16 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	bad := func(format string, a ...any) (resolved, error) {
 		return resolved{}, &usageError{fmt.Errorf(format, a...)}
 	}
+	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
+	if err != nil {
+		return bad("%w", err)
+	}
 	dataDir := pick("data-dir", "DATA_DIRECTORY")
+	if dataDir == "" && !fs.Changed("data-dir") {
+		dataDir = served.DataDir // --data-dir after --, or ETCD_DATA_DIR
+	}
 	if dataDir == "" {
-		return bad("no data dir: set --data-dir or DATA_DIRECTORY")
+		return bad("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
 	}
 	tv := pick("target-version", "TARGET_VERSION")
 	if tv == "" {
@@ -125,6 +140,9 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	}
 
 	name := pick("name", "ETCD_NAME")
+	if name == "" {
+		name = served.Name // --name after --
+	}
 	if name == "" {
 		host := getenv("ETCD_HOSTNAME")
 		if host == "" {
@@ -165,6 +183,20 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return bad("--log-format %q: use text or json", o.logFormat)
 	}
+	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), orDefault(served.InitialCluster, name+"="+peerURL))
+	// ETCD_CREDS goes to every step's etcd, filtered: what a step sets itself is
+	// left out, what would move the data or the member is refused.
+	single := !strings.Contains(initialCluster, ",")
+	creds, err := etcdconfig.ParseCreds(pick("etcd-server-extra-args", "ETCD_CREDS"), single)
+	if err == nil && len(creds.Args) == 0 {
+		// Without ETCD_CREDS the steps get the served etcd's peer TLS settings:
+		// its peer URLs may be what the steps use.
+		creds, err = etcdconfig.PeerTLSCreds(served, single)
+	}
+	if err != nil {
+		return bad("%w", err)
+	}
+	r.stripped = creds.Stripped
 	r.cfg = migrate.Config{
 		DataDir: dataDir,
 		BinDir:  o.binDir,
@@ -172,12 +204,17 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 		Bundled: bundled,
 		Member: etcdproc.Member{
 			Name:                     name,
-			InitialCluster:           orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), name+"="+peerURL),
-			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), peerURL),
-			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), peerURL),
+			InitialCluster:           initialCluster,
+			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), orDefault(served.ListenPeerURLs, peerURL)),
+			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), orDefault(served.InitialAdvertisePeerURLs, peerURL)),
 			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
-			ExtraArgs:                strings.Fields(pick("etcd-server-extra-args", "ETCD_CREDS")),
+			ExtraArgs:                creds.StepArgs,
 		},
+		WALDir:        served.WALDir,
+		Served:        served,
+		Creds:         creds,
+		WillExec:      o.exec,
+		ExecArgs:      append([]string(nil), etcdArgs...),
 		TTLKeysDir:    ttlKeysDir,
 		DataPrefix:    prefix,
 		Backup:        o.backup,
@@ -191,23 +228,6 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string) (resolv
 	}
 	r.exec, r.logFmt, r.logLvl = o.exec, o.logFormat, level
 	return r, nil
-}
-
-// walDir is the served etcd's --wal-dir (the args after --, else ETCD_WAL_DIR, which
-// etcd reads too): the steps run with it.
-func walDir(etcdArgs []string, getenv func(string) string) string {
-	dir := getenv("ETCD_WAL_DIR")
-	for i, a := range etcdArgs {
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || name != "wal-dir" {
-			continue
-		}
-		if !hasVal && i+1 < len(etcdArgs) {
-			val = etcdArgs[i+1]
-		}
-		dir = val
-	}
-	return dir
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -255,32 +275,80 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 	return r.cfg.Exec(lk, args)
 }
 
-func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command {
-	o := &options{}
-	root := &cobra.Command{
-		Use:   "migrate [flags] [-- ETCD-ARGS...]",
-		Short: "Migrate an etcd data dir to the target version, then exec that etcd",
-		Long: `migrate brings the etcd data directory from the version recorded in its version.txt
+// rootLong is the root command's help: what it does, every environment variable it
+// reads and the exit codes (DESIGN §1).
+const rootLong = `migrate brings the etcd data directory from the version recorded in its version.txt
 to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd binaries,
-then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
+then replaces itself with etcd-<target> and the ETCD-ARGS given after --.
+
+Environment (a flag given on the command line wins over its variable):
+  DATA_DIRECTORY               --data-dir (else --data-dir after --, or ETCD_DATA_DIR)
+  TARGET_VERSION               --target-version
+  TARGET_STORAGE               --target-storage (etcd3 or etcd2)
+  BUNDLED_VERSIONS             --bundled-versions
+  ETCD_NAME                    --name (else --name after --, else etcd-$ETCD_HOSTNAME,
+  ETCD_HOSTNAME, HOSTNAME        else etcd-$HOSTNAME)
+  INITIAL_CLUSTER              --initial-cluster (else --initial-cluster after --)
+  LISTEN_PEER_URLS             --listen-peer-urls (else --listen-peer-urls after --)
+  INITIAL_ADVERTISE_PEER_URLS  --initial-advertise-peer-urls (else the one after --)
+  LISTEN_CLIENT_URLS           --listen-client-urls (the steps' private loopback URL)
+  ETCD_DATA_PREFIX             --etcd-data-prefix
+  TTL_KEYS_DIRECTORY           --ttl-keys-directory
+  ETCD_CREDS                   --etcd-server-extra-args: extra flags of every step's
+                               etcd (e.g. peer TLS); the flags a step sets itself are
+                               left out, those that would move the data or the member
+                               are refused (README: "ETCD_CREDS")
+  DO_NOT_MOVE_BINARIES         "true": do not copy etcd-<target>/etcdctl-<target> to
+                               etcd/etcdctl in the bin dir
+  ETCD_<FLAG>                  read by the exec'd etcd as its --<flag> (ETCD_DATA_DIR,
+                               ETCD_NAME, ...); migrate reads them too. One shadowed by
+                               the same flag after -- is left out of etcd's environment.
+                               A separate WAL dir (ETCD_WAL_DIR, --wal-dir) is used by the
+                               steps and the backup; a config file (ETCD_CONFIG_FILE,
+                               --config-file) is refused.
+                               ETCD_VERSION is left out (etcd 3.4 reads it as --version).
+  ETCD_MIGRATE_FAULT,          tests only: kill migrate, or fill the disk, at a named
+  ETCD_MIGRATE_FAULT_FILL        point (README: "Failure"); inert unless set
+
+Exit codes:
+  0  migrated (or nothing to do), then etcd was exec'd (or --exec=false)
+  1  a step failed: version.txt records the last completed step; rerun to retry
+  2  bad configuration or input: nothing was touched`
+
+func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command {
+	o := &options{all: pflag.NewFlagSet("migrate", pflag.ContinueOnError)}
+	o.addFlags(o.all)
+	root := &cobra.Command{
+		Use:           "migrate [flags] [-- ETCD-ARGS...]",
+		Short:         "Migrate an etcd data dir to the target version, then exec that etcd",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() < 0 && len(args) > 0 {
-				return &usageError{fmt.Errorf("unexpected arguments %q: etcd arguments go after --", args)}
+			before := args
+			if n := cmd.ArgsLenAtDash(); n >= 0 {
+				before = args[:n]
 			}
-			if n := cmd.ArgsLenAtDash(); n > 0 {
-				return &usageError{fmt.Errorf("unexpected arguments %q before --", args[:n])}
+			if len(before) > 0 {
+				return &usageError{unknownCommand(cmd, before[0])}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := o.resolve(cmd.Flags(), getenv)
+			r, err := o.resolve(o.all, getenv, args)
 			if err != nil {
 				return err
 			}
 			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
-			r.cfg.WALDir = walDir(args, getenv)
+			for _, s := range r.stripped {
+				r.cfg.Logger.Info("ETCD_CREDS flag left out of the steps' etcd", "flag", s.Flag, "why", s.Why)
+			}
+			if r.cfg.Creds.What == etcdconfig.PeerTLSWhat && len(r.cfg.ExtraArgs) > 0 {
+				r.cfg.Logger.Info("the steps' etcd gets the peer TLS flags given after -- (ETCD_CREDS is unset)", "flags", len(r.cfg.ExtraArgs))
+			}
+			if n := r.cfg.Served.Name; n != "" && n != r.cfg.Name {
+				r.cfg.Logger.Warn("the steps run another member name than the served etcd", "steps", r.cfg.Name, "served", n)
+			}
 			if r.exec {
 				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
 					return err
@@ -289,19 +357,48 @@ then replaces itself with etcd-<target> and the ETCD-ARGS given after --.`,
 			return run(cmd.Context(), r, args)
 		},
 	}
-	o.addFlags(root.PersistentFlags())
-	root.AddCommand(newPlanCommand(o, getenv), newStatusCommand(o, getenv))
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
+	root.Flags().AddFlagSet(o.all)
+	// plan and status take only the flags they use.
+	plan, status := newPlanCommand(o, getenv), newStatusCommand(o, getenv)
+	for cmd, names := range map[*cobra.Command][]string{
+		plan:   {"data-dir", "target-version", "target-storage", "bundled-versions"},
+		status: {"data-dir"},
+	} {
+		for _, n := range names {
+			cmd.Flags().AddFlag(o.all.Lookup(n))
+		}
+	}
+	root.AddCommand(plan, status)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	return root
+}
+
+// unknownCommand is the error for a word before "--" that names no command.
+func unknownCommand(cmd *cobra.Command, arg string) error {
+	hint := ""
+	if s := cmd.SuggestionsFor(arg); len(s) > 0 {
+		hint = fmt.Sprintf(" (did you mean %q?)", s[0])
+	}
+	return fmt.Errorf("unknown command %q for %q%s: the commands are plan and status; etcd arguments go after --", arg, cmd.Name(), hint)
+}
+
+// noArgs refuses arguments to a command that takes none (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+	}
+	return nil
 }
 
 func newPlanCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "plan",
 		Short: "Print the steps migrate would take; change nothing",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := o.resolve(cmd.Flags(), getenv)
+			r, err := o.resolve(o.all, getenv, nil)
 			if err != nil {
 				return err
 			}
@@ -326,21 +423,31 @@ func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Print what version.txt says and what the data says",
-		Args:  cobra.NoArgs,
+		Long: `status prints what version.txt says and what the data says; it changes nothing.
+It exits 2, after printing what it could read, when the data dir does not exist, is
+not a directory, or its version.txt is malformed or contradicted by the data.`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dataDir := o.dataDir
-			if !cmd.Flags().Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
+			if !o.all.Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
 				dataDir = getenv("DATA_DIRECTORY")
 			}
 			if dataDir == "" {
 				return &usageError{fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY")}
 			}
-			st, err := migrate.Inspect(dataDir)
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "data dir:    %s\n", dataDir)
+			if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(w, "data:        data dir does not exist\n")
+				return &usageError{fmt.Errorf("data dir %s does not exist: check --data-dir/DATA_DIRECTORY (a migrate run would start a new data dir there)", dataDir)}
+			}
+			st, err := migrate.Inspect(dataDir)
 			vf := "missing"
 			if st.VersionFile != nil {
 				vf = st.VersionFile.String()
+			} else if _, rerr := versionfile.Read(dataDir); rerr != nil && !errors.Is(rerr, versionfile.ErrNotExist) {
+				vf = "malformed"
+				err = &usageError{fmt.Errorf("malformed version.txt: %w", rerr)}
 			}
 			fmt.Fprintf(w, "version.txt: %s\n", vf)
 			if st.Detected.Empty || st.Detected.Storage != "" {
