@@ -64,7 +64,7 @@ func EtcdBinary(binDir string, v *version.Version) string {
 // BinariesFor lists the binaries a step runs (none for write-version).
 func BinariesFor(binDir string, s Step) []string {
 	switch s.Kind {
-	case KindUpgradeMinor, KindV2ToV3, KindRollbackToEtcd2:
+	case KindUpgradeMinor, KindUpgradePatch, KindV2ToV3, KindRollbackToEtcd2:
 		return []string{EtcdBinary(binDir, s.To.Version)}
 	case KindRollbackMinor:
 		bins := []string{EtcdBinary(binDir, s.Via), EtcdBinary(binDir, s.To.Version)}
@@ -106,14 +106,14 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 	defer record.Abort()
 	switch s.Kind {
 	case KindWriteVersion:
-	case KindUpgradeMinor, KindRollbackMinor:
+	case KindUpgradeMinor, KindUpgradePatch, KindRollbackMinor:
 		// etcd3 -> etcd3: the keys must come out as they went in.
 		before, beforeCost, err := e.keysBefore(s)
 		if err != nil {
 			return err
 		}
 		var t []any
-		if s.Kind == KindUpgradeMinor {
+		if s.Kind != KindRollbackMinor {
 			t, err = e.runEtcd(ctx, s, s.To.Version, nil)
 		} else {
 			t, err = e.rollbackMinor(ctx, s)
