@@ -103,6 +103,11 @@ func Inspect(dataDir string) (Status, error) {
 		return st, inputErr(fmt.Errorf("data dir %s: %w", dataDir, err))
 	}
 	detected, err := versionfile.Detect(dataDir)
+	orig, swapped := memberdir.Unrecorded(dataDir)
+	if swapped {
+		// A run first puts the original member dir back: judge that one.
+		detected, err = versionfile.DetectMemberDir(dataDir, orig)
+	}
 	if err != nil {
 		return st, inputErr(err)
 	}
@@ -120,8 +125,12 @@ func Inspect(dataDir string) (Status, error) {
 		if err != nil {
 			return st, inputErr(err)
 		}
-		if err := checkNoV2Content(dataDir, p, detected); err != nil {
-			return st, inputErr(err)
+		// The v2 store is read from dataDir/member: with a swap pending, the run
+		// checks it once the original is back.
+		if !swapped {
+			if err := checkNoV2Content(dataDir, p, detected); err != nil {
+				return st, inputErr(err)
+			}
 		}
 		st.Current = &cur
 	case errors.Is(err, versionfile.ErrNotExist):

@@ -123,21 +123,29 @@ func Detect(dataDir string) (State, error) {
 		}
 		return State{Empty: true}, nil
 	}
-	if _, err := os.Stat(BackendPath(dataDir)); err == nil {
-		st, err := readBackend(BackendPath(dataDir))
+	return DetectMemberDir(dataDir, filepath.Join(dataDir, "member"))
+}
+
+// DetectMemberDir reads the state of the data in memberDir (laid out as a data
+// dir's member directory) read-only; dataDir names the data dir in errors.
+func DetectMemberDir(dataDir, memberDir string) (State, error) {
+	backend := filepath.Join(memberDir, "snap", "db")
+	walDir := filepath.Join(memberDir, "wal")
+	if _, err := os.Stat(backend); err == nil {
+		st, err := readBackend(backend)
 		if err != nil {
 			return State{}, err
 		}
 		st.Storage = StorageEtcd3
 		return st, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return State{}, fmt.Errorf("stat %s: %w", BackendPath(dataDir), err)
+		return State{}, fmt.Errorf("stat %s: %w", backend, err)
 	}
-	wals, _ := filepath.Glob(filepath.Join(WALDir(dataDir), "*.wal"))
+	wals, _ := filepath.Glob(filepath.Join(walDir, "*.wal"))
 	if len(wals) > 0 {
 		return State{Storage: StorageEtcd2}, nil
 	}
-	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, BackendPath(dataDir), WALDir(dataDir))
+	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, backend, walDir)
 }
 
 func readBackend(path string) (State, error) {
