@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
+	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
@@ -184,4 +191,85 @@ func TestDetectedPatchUnknown(t *testing.T) {
 	if want := "step 1: upgrade-patch 3.4.x/etcd3 -> 3.4.13/etcd3 (run etcd-3.4.13)\n"; p.code != 0 || !strings.HasSuffix(p.stdout, want) {
 		t.Fatalf("plan to 3.4.13: exit %d\n%s\nwant suffix\n%s%s", p.code, p.stdout, want, p.stderr)
 	}
+}
+
+// TestPatchFloorRemovesZombieMember tests why the patch floor exists: a 3.5 data
+// dir whose v3 backend holds a member its v2 store does not (the inconsistency of
+// etcd's "zombie members" advisory; 3.5 trusts the v2 store, 3.6 the backend),
+// written offline with etcd's own membership/schema packages. Recorded as 3.5.0,
+// the walk to 3.6.16 runs 3.5.35 first, whose membership repair (3.5.26+) drops the
+// extra member: 3.6.16 then serves alone. Recorded as 3.5.35 (no floor step), the
+// same data gives 3.6.16 a member list with the zombie, whose version it cannot
+// read, so the cluster version never reaches 3.6 and the step fails.
+func TestPatchFloorRemovesZombieMember(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	base := etcdtest.ExtractFixture(t, fixture34)
+	if r := runMigrate(t, binDir, base, nil, "--target-version=3.5.35", "--exec=false"); r.code != 0 {
+		t.Fatalf("walk to 3.5.35: exit %d\n%s", r.code, r.stderr)
+	}
+	const zombie = types.ID(0xdeadbeef)
+	addBackendOnlyMember(t, base, zombie)
+	if ids := backendMembers(t, base); len(ids) != 2 {
+		t.Fatalf("backend members before the walk: %v", ids)
+	}
+
+	floor := etcdtest.CopyDir(t, base)
+	if err := writeFile(filepath.Join(floor, "version.txt"), "3.5.0/etcd3\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := runMigrate(t, binDir, floor, nil, "--target-version=3.6.16", "--exec=false")
+	if r.code != 0 || !strings.Contains(r.stderr, "kind=upgrade-patch from=3.5.0/etcd3 version_txt=3.5.35/etcd3") {
+		t.Fatalf("walk with the floor: exit %d\n%s", r.code, r.stderr)
+	}
+	if ids := backendMembers(t, floor); len(ids) != 1 || ids[0] == zombie {
+		t.Fatalf("backend members after the walk: %v, want only the real member", ids)
+	}
+	s := etcdtest.Serve(t, binDir, "3.6.16", floor)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ml, err := s.Client.MemberList(ctx)
+	if err != nil || len(ml.Members) != 1 {
+		t.Fatalf("3.6.16 member list: %v %v", ml, err)
+	}
+	if _, err := s.Client.Put(ctx, "after-the-walk", "x"); err != nil {
+		t.Fatalf("3.6.16 does not serve writes: %v", err)
+	}
+	s.Stop()
+
+	noFloor := etcdtest.CopyDir(t, base)
+	r = runMigrate(t, binDir, noFloor, nil, "--target-version=3.6.16", "--exec=false", "--step-timeout=15s")
+	if r.code != 1 || !strings.Contains(errorLine(t, r), "upgrade-minor 3.5.35/etcd3 -> 3.6.16/etcd3") {
+		t.Fatalf("without the floor: exit %d, want 1 with the 3.6 step failing\n%s", r.code, r.stderr)
+	}
+	if ids := backendMembers(t, noFloor); len(ids) != 2 {
+		t.Fatalf("without the floor the backend members are %v, want the zombie still there", ids)
+	}
+	t.Logf("without the floor: %s", errorLine(t, r))
+}
+
+// addBackendOnlyMember writes a member into the v3 backend's members bucket only,
+// with etcd's schema package, as an etcd 3.1-3.4 bug could leave it.
+func addBackendOnlyMember(t *testing.T, dataDir string, id types.ID) {
+	t.Helper()
+	be := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(dataDir, "member", "snap", "db"))
+	defer be.Close()
+	schema.NewMembershipBackend(zap.NewNop(), be).MustSaveMemberToBackend(&membership.Member{
+		ID:             id,
+		RaftAttributes: membership.RaftAttributes{PeerURLs: []string{"http://127.0.0.1:1"}},
+		Attributes:     membership.Attributes{Name: "zombie"},
+	})
+	be.ForceCommit()
+}
+
+// backendMembers lists the member IDs of the v3 backend's members bucket.
+func backendMembers(t *testing.T, dataDir string) []types.ID {
+	t.Helper()
+	be := backend.NewDefaultBackend(zap.NewNop(), filepath.Join(dataDir, "member", "snap", "db"))
+	defer be.Close()
+	ms, _ := schema.NewMembershipBackend(zap.NewNop(), be).MustReadMembersFromBackend()
+	var ids []types.ID
+	for id := range ms {
+		ids = append(ids, id)
+	}
+	return ids
 }
