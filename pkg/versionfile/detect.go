@@ -214,7 +214,7 @@ func (s State) Reconcile(p Pair) (Pair, error) {
 		return p, nil
 	}
 	if p.Storage == StorageEtcd2 && s.KeyRevisions > 0 {
-		return Pair{}, contradiction(fmt.Sprintf("its v3 backend holds %d key revisions, so the data is etcd3", s.KeyRevisions))
+		return Pair{}, fmt.Errorf("version.txt says %s but the data is %s: its v3 backend holds %d key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming %s, or remove it to let migrate detect the state", p, s, s.KeyRevisions, wrote)
 	}
 	minor, known := s.MinorFromData()
 	if !known {

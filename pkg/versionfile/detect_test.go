@@ -103,7 +103,7 @@ func TestStateCheckAgainst(t *testing.T) {
 		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"its v3 backend holds 10 key revisions, so the data is etcd3"}},
 		{"3.7 data without keys, 2.7.0/etcd2 file", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
 		{"3.4 data with keys, 3.4.13/etcd2 file", state34CV, "3.4.13/etcd2", []string{
-			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 10 key revisions, so the data is etcd3" + fixFor("3.4"),
+			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 10 key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming the version that last wrote the data (an etcd 3.4 release), or remove it to let migrate detect the state",
 		}},
 		{"3.4 backend without keys (etcd2 served by 3.4), 3.4.13/etcd2 file", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", nil},
 
