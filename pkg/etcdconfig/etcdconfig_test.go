@@ -79,15 +79,21 @@ func TestParseServedRefusals(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{[]string{"--wal-dir=/w"}, nil, "a separate WAL dir (--wal-dir=/w after --) is not supported yet: the steps and the backup would miss the WAL; with etcd stopped, move the files of the WAL dir into <data-dir>/member/wal and remove the setting"},
-		{[]string{"-wal-dir", "/w"}, nil, "a separate WAL dir (--wal-dir=/w after --) is not supported yet"},
-		{nil, map[string]string{"ETCD_WAL_DIR": "/w"}, "a separate WAL dir (ETCD_WAL_DIR=/w) is not supported yet"},
 		{[]string{"--config-file=/etc/etcd.yaml"}, nil, "etcd's config file (--config-file=/etc/etcd.yaml after --) is not supported"},
 		{nil, map[string]string{"ETCD_CONFIG_FILE": "/c.yaml"}, "etcd's config file (ETCD_CONFIG_FILE=/c.yaml) is not supported"},
 	} {
 		_, err := ParseServed(tc.args, env(tc.env))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseServed(%q, %v) = %v, want %q", tc.args, tc.env, err, tc.want)
+		}
+	}
+	// The served etcd's WAL dir is what the steps and the backup use.
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+	}{{[]string{"--wal-dir=/w"}, nil}, {[]string{"-wal-dir", "/w"}, nil}, {nil, map[string]string{"ETCD_WAL_DIR": "/w"}}} {
+		if m, err := ParseServed(tc.args, env(tc.env)); err != nil || m.WALDir != "/w" {
+			t.Errorf("ParseServed(%q, %v): WAL dir %q, %v; want /w", tc.args, tc.env, m.WALDir, err)
 		}
 	}
 	if _, err := ParseServed([]string{"--name=a", "--wal-dir="}, nil); err != nil {
@@ -141,7 +147,7 @@ func TestParseCreds(t *testing.T) {
 
 	for in, want := range map[string]string{
 		"--data-dir=/x":       "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=/x: the steps run on the data dir migrate checked",
-		"--wal-dir /w":        "a separate WAL dir (--wal-dir=/w in ETCD_CREDS) is not supported yet",
+		"--wal-dir /w":        "--wal-dir=/w in ETCD_CREDS: the WAL dir is the served etcd's setting, not the steps' alone: give it as --wal-dir after -- or as ETCD_WAL_DIR",
 		"--force-new-cluster": "ETCD_CREDS (--etcd-server-extra-args) sets --force-new-cluster: it would rewrite the membership",
 		"--name=x":            "sets --name=x: the steps' member name is --name/ETCD_NAME",
 		"--listen-client-urls=http://127.0.0.1:2379":                    "sets --listen-client-urls=http://127.0.0.1:2379: the steps listen on their private client URL",

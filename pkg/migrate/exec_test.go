@@ -64,7 +64,7 @@ func TestCheckExecArgs(t *testing.T) {
 		{[]string{"-data-dir", "/other"}, nil, "etcd would serve data dir /other (--data-dir after --)"},
 		{[]string{"--data-dir=/var/etcd/data", "--data-dir=/other"}, nil, "etcd would serve data dir /other (--data-dir after --)"},
 		{[]string{"--data-dir=/other"}, map[string]string{"ETCD_DATA_DIR": "/var/etcd/data"}, "etcd would serve data dir /other (--data-dir after --)"},
-		{[]string{"--wal-dir=/w"}, nil, "a separate WAL dir (--wal-dir=/w after --) is not supported yet"},
+		{[]string{"--wal-dir=/w"}, nil, ""},
 		{nil, map[string]string{"ETCD_DATA_DIR": "/other"}, "etcd would serve data dir /other (ETCD_DATA_DIR)"},
 	}
 	for _, tc := range tests {

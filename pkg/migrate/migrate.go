@@ -105,8 +105,15 @@ type Status struct {
 	VersionFile *versionfile.Pair // nil when version.txt is missing
 	Detected    versionfile.State
 	// Current is the pair planning starts from: version.txt, else what the data
-	// tells; nil for an empty data dir.
+	// tells; nil for an empty data dir. When a step cut short moved the data one
+	// minor from version.txt, it is the data's minor with the patch unknown.
 	Current *versionfile.Pair
+}
+
+// CutShort says a step moved the data off what version.txt records before it was
+// cut short: planning starts from the data's minor.
+func (s Status) CutShort() bool {
+	return s.Current != nil && s.VersionFile != nil && !s.Current.Equal(*s.VersionFile)
 }
 
 // Inspect reads version.txt and the data, and checks that they agree. It changes
@@ -119,6 +126,11 @@ func Inspect(dataDir string) (Status, error) {
 		return st, inputErr(fmt.Errorf("data dir %s: %w", dataDir, err))
 	}
 	detected, err := versionfile.Detect(dataDir)
+	orig, swapped := memberdir.Unrecorded(dataDir)
+	if swapped {
+		// A run first puts the original member dir back: judge that one.
+		detected, err = versionfile.DetectMemberDir(dataDir, orig)
+	}
 	if err != nil {
 		return st, inputErr(err)
 	}
@@ -132,10 +144,18 @@ func Inspect(dataDir string) (Status, error) {
 			// nothing to move, whatever it names.
 			return st, nil
 		}
-		if err := detected.CheckAgainst(p); err != nil {
+		cur, err := detected.Reconcile(p)
+		if err != nil {
 			return st, inputErr(err)
 		}
-		st.Current = &p
+		// The v2 store is read from dataDir/member: with a swap pending, the run
+		// checks it once the original is back.
+		if !swapped {
+			if err := checkNoV2Content(dataDir, p, detected); err != nil {
+				return st, inputErr(err)
+			}
+		}
+		st.Current = &cur
 	case errors.Is(err, versionfile.ErrNotExist):
 		if detected.Empty {
 			return st, nil
@@ -220,6 +240,10 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.CutShort() {
+		log.Warn("the data is one minor off version.txt: a step was cut short after it changed what the data records; planning from the data's minor",
+			"version_txt", st.VersionFile.String(), "detected", st.Detected.String(), "current", st.Current.String())
+	}
 	log.Info("plan", "data_dir", c.DataDir, "current", pairText(st.Current), "detected", st.Detected.String(),
 		"target", c.Target.String(), "steps", stepsText(plan))
 	if err := c.preflight(plan); err != nil {
@@ -248,8 +272,10 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			last := "the data was not changed"
 			if i > 0 {
 				last = "version.txt records " + plan[i-1].To.String()
+			} else if st.VersionFile != nil {
+				last = "version.txt records " + st.VersionFile.String()
 			} else if st.Current != nil {
-				last = "version.txt records " + st.Current.String()
+				last = "no version.txt was written (the data was detected as " + st.Current.String() + ")"
 			}
 			if ctx.Err() != nil {
 				return nil, fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s%s: rerun to resume", i+1, len(plan), s, last, backupNote)

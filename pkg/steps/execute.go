@@ -94,7 +94,7 @@ func EtcdBinary(binDir string, v *version.Version) string {
 // BinariesFor lists the binaries a step runs (none for write-version).
 func BinariesFor(binDir string, s Step) []string {
 	switch s.Kind {
-	case KindUpgradeMinor, KindV2ToV3, KindRollbackToEtcd2:
+	case KindUpgradeMinor, KindUpgradePatch, KindV2ToV3, KindRollbackToEtcd2:
 		return []string{EtcdBinary(binDir, s.To.Version)}
 	case KindRollbackMinor:
 		bins := []string{EtcdBinary(binDir, s.Via), EtcdBinary(binDir, s.To.Version)}
@@ -136,14 +136,14 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 	defer record.Abort()
 	switch s.Kind {
 	case KindWriteVersion:
-	case KindUpgradeMinor, KindRollbackMinor:
+	case KindUpgradeMinor, KindUpgradePatch, KindRollbackMinor:
 		// etcd3 -> etcd3: the keys must come out as they went in.
 		before, beforeCost, err := e.keysBefore(s)
 		if err != nil {
 			return err
 		}
 		var t []any
-		if s.Kind == KindUpgradeMinor {
+		if s.Kind != KindRollbackMinor {
 			t, err = e.upgradeMinor(ctx, s)
 		} else {
 			t, err = e.rollbackMinor(ctx, s)
@@ -437,7 +437,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
 	}
 	defer c.Close()
-	if s.Kind == KindUpgradeMinor && versionfile.CompareMinor(v, versionfile.MustVersion("3.6.0")) >= 0 {
+	if (s.Kind == KindUpgradeMinor || s.Kind == KindUpgradePatch) && versionfile.CompareMinor(v, versionfile.MustVersion("3.6.0")) >= 0 {
 		// A downgrade job left in the data would hold the cluster version down.
 		if err := p.WaitWrite(ctx, c); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s, err)

@@ -47,6 +47,11 @@ func FuzzPlan(f *testing.F) {
 	f.Add(uint8(1), uint8(3), uint8(27), true, false, uint8(1), uint8(5), uint8(35), false, uint16(0xffff), false, false, "3.3.1 3.4.0")
 	f.Add(uint8(0), uint8(0), uint8(0), false, true, uint8(1), uint8(6), uint8(16), false, uint16(0), true, false, "")
 	f.Add(uint8(2), uint8(0), uint8(0), false, false, uint8(1), uint8(9), uint8(0), false, uint16(0xffff), false, false, "3.8.0,3.9.9")
+	// Patch unknown (cPatch >= 200): detected 3.4 data to 3.7.3, a 3.5 step cut
+	// short on 3.4 data back to 3.4.13, an old 3.5 patch to 3.6.16.
+	f.Add(uint8(1), uint8(4), uint8(200), false, false, uint8(1), uint8(7), uint8(3), false, uint16(0x1560), true, false, "")
+	f.Add(uint8(1), uint8(5), uint8(210), false, false, uint8(1), uint8(4), uint8(13), false, uint16(0x1560), true, false, "")
+	f.Add(uint8(1), uint8(5), uint8(10), false, false, uint8(1), uint8(6), uint8(16), false, uint16(0x1560), true, false, "")
 	f.Fuzz(func(t *testing.T, cMaj, cMin, cPatch uint8, cEtcd2, empty bool, tMaj, tMin, tPatch uint8, tEtcd2 bool, mask uint16, addTarget, addCurrent bool, extra string) {
 		var bundled []*version.Version
 		for i, v := range fuzzCandidates {
@@ -71,6 +76,10 @@ func FuzzPlan(f *testing.F) {
 			c := versionfile.Pair{Version: fuzzVersion(cMaj, cMin, cPatch), Storage: storageOf(cEtcd2)}
 			if _, err := versionfile.ParsePair(c.String()); err != nil {
 				return
+			}
+			if cPatch >= 200 && !cEtcd2 {
+				// Detected data, or a step cut short: the minor is all the data tells.
+				c = versionfile.Pair{Version: fuzzVersion(cMaj, cMin, 0), Storage: versionfile.StorageEtcd3, PatchUnknown: true}
 			}
 			cur = &c
 			if addCurrent {
@@ -162,6 +171,18 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||
 				s.From.Major() != s.To.Major() || s.To.Minor() != s.From.Minor()+1 {
 				fail("step %d upgrades %v -> %v: not one minor up in etcd3", i+1, s.From, s.To)
+			}
+			// Patch floor: a minor hop starts at the newest bundled patch of its
+			// minor, or a newer known one.
+			for _, b := range bundled {
+				if versionfile.CompareMinor(b, s.From.Version) == 0 && (s.From.PatchUnknown || s.From.Version.LessThan(b)) {
+					fail("step %d upgrades from %v, older than the bundled %s of its minor", i+1, s.From, b)
+				}
+			}
+		case steps.KindUpgradePatch:
+			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 || !sameMinor ||
+				(!s.From.PatchUnknown && !s.From.Version.LessThan(s.To.Version)) {
+				fail("step %d runs %v on %v: not a newer patch (or a known one over an unknown) of one minor in etcd3", i+1, s.To, s.From)
 			}
 		case steps.KindV2ToV3:
 			// At the first bundled etcd 3.x at or after the data's minor.

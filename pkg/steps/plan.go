@@ -23,6 +23,12 @@ const (
 	// KindUpgradeMinor runs etcd of the next minor on the data until the cluster (and
 	// from 3.6 the storage) version moved to that minor and a snapshot covers it.
 	KindUpgradeMinor Kind = "upgrade-minor"
+	// KindUpgradePatch runs etcd of a newer patch of the data's own minor on the
+	// data, like an upgrade step: before a minor hop when the data's patch is older
+	// than the newest bundled one of its minor or unknown (etcd's upgrade rule:
+	// the newest patch of the current minor first; 3.5.26+ repairs membership that
+	// 3.6 relies on), or to reach the target's patch when the data's is unknown.
+	KindUpgradePatch Kind = "upgrade-patch"
 	// KindV2ToV3 converts the v2 store into the v3 keyspace offline (pkg/v2tov3),
 	// then runs etcd of To on the result like an upgrade step.
 	KindV2ToV3 Kind = "v2-to-v3"
@@ -46,7 +52,7 @@ type Step struct {
 
 func (s Step) String() string {
 	switch s.Kind {
-	case KindUpgradeMinor:
+	case KindUpgradeMinor, KindUpgradePatch:
 		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
 	case KindV2ToV3:
 		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
@@ -108,10 +114,23 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		if cur.Equal(target) {
 			return steps, nil
 		}
+		if cur.PatchUnknown {
+			// The data tells its minor only (detected, or a step cut short): the
+			// target etcd serves it once before version.txt names an exact patch.
+			return append(steps, Step{Kind: KindUpgradePatch, From: cur, To: target}), nil
+		}
 		// Patch releases of one minor share their data format.
 		return append(steps, Step{Kind: KindWriteVersion, From: cur, To: target}), nil
 	case 1:
 		return rollbackSteps(steps, cur, target, bundled)
+	}
+	// Before the first minor hop the data's minor runs at its newest bundled patch
+	// when the data's patch is older or unknown. Later hops start at a bundled
+	// newest patch already.
+	if floor := newestOfMinor(bundled, cur.Major(), cur.Minor()); floor != nil && (cur.PatchUnknown || cur.Version.LessThan(floor)) {
+		to := versionfile.Pair{Version: floor, Storage: versionfile.StorageEtcd3}
+		steps = append(steps, Step{Kind: KindUpgradePatch, From: cur, To: to})
+		cur = to
 	}
 	from := cur
 	for minor := cur.Minor() + 1; minor <= target.Minor(); minor++ {

@@ -22,7 +22,13 @@ func mustBundled(t *testing.T, s string) []*version.Version {
 	return b
 }
 
+// pairPtr parses a pair; "3.5.x/etcd3" is a pair whose patch is unknown.
 func pairPtr(s string) *versionfile.Pair {
+	if v, st, ok := strings.Cut(s, ".x/"); ok {
+		p := versionfile.MustPair(v + ".0/" + st)
+		p.PatchUnknown = true
+		return &p
+	}
 	p := versionfile.MustPair(s)
 	return &p
 }
@@ -57,12 +63,51 @@ func TestPlan(t *testing.T) {
 				"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3",
 				"upgrade-minor 3.6.16/etcd3->3.7.3/etcd3",
 			}},
-		{name: "3.4.10 (not bundled) to 3.5.35", bundled: std, current: "3.4.10/etcd3", target: "3.5.35/etcd3",
-			want: []string{"upgrade-minor 3.4.10/etcd3->3.5.35/etcd3"}},
-		{name: "3.5.0 to 3.6.16", bundled: std, current: "3.5.0/etcd3", target: "3.6.16/etcd3",
-			want: []string{"upgrade-minor 3.5.0/etcd3->3.6.16/etcd3"}},
-		{name: "3.6.0 (detected) to 3.7.3", bundled: std, current: "3.6.0/etcd3", target: "3.7.3/etcd3",
-			want: []string{"upgrade-minor 3.6.0/etcd3->3.7.3/etcd3"}},
+		// Patch floors: before a minor hop the data's minor runs at its newest
+		// bundled patch when the data's patch is older or unknown.
+		{name: "3.4.10 (not bundled) to 3.5.35: 3.4.13 first", bundled: std, current: "3.4.10/etcd3", target: "3.5.35/etcd3",
+			want: []string{"upgrade-patch 3.4.10/etcd3->3.4.13/etcd3", "upgrade-minor 3.4.13/etcd3->3.5.35/etcd3"}},
+		{name: "3.5.0 to 3.6.16: 3.5.35 first", bundled: std, current: "3.5.0/etcd3", target: "3.6.16/etcd3",
+			want: []string{"upgrade-patch 3.5.0/etcd3->3.5.35/etcd3", "upgrade-minor 3.5.35/etcd3->3.6.16/etcd3"}},
+		{name: "3.5.10 to 3.6.16: 3.5.35 first", bundled: std, current: "3.5.10/etcd3", target: "3.6.16/etcd3",
+			want: []string{"upgrade-patch 3.5.10/etcd3->3.5.35/etcd3", "upgrade-minor 3.5.35/etcd3->3.6.16/etcd3"}},
+		{name: "3.5.10 to 3.7.3: only the first minor needs a floor", bundled: std, current: "3.5.10/etcd3", target: "3.7.3/etcd3",
+			want: []string{
+				"upgrade-patch 3.5.10/etcd3->3.5.35/etcd3",
+				"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3",
+				"upgrade-minor 3.6.16/etcd3->3.7.3/etcd3",
+			}},
+		{name: "detected 3.6 (patch unknown) to 3.7.3: 3.6.16 first", bundled: std, current: "3.6.x/etcd3", target: "3.7.3/etcd3",
+			want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3", "upgrade-minor 3.6.16/etcd3->3.7.3/etcd3"}},
+		{name: "detected 3.4 (patch unknown) to 3.7.3", bundled: std, current: "3.4.x/etcd3", target: "3.7.3/etcd3",
+			want: []string{
+				"upgrade-patch 3.4.x/etcd3->3.4.13/etcd3",
+				"upgrade-minor 3.4.13/etcd3->3.5.35/etcd3",
+				"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3",
+				"upgrade-minor 3.6.16/etcd3->3.7.3/etcd3",
+			}},
+		{name: "data at the newest bundled patch needs no floor", bundled: std, current: "3.5.35/etcd3", target: "3.6.16/etcd3",
+			want: []string{"upgrade-minor 3.5.35/etcd3->3.6.16/etcd3"}},
+		{name: "data newer than every bundled patch of its minor needs no floor", bundled: std, current: "3.5.40/etcd3", target: "3.6.16/etcd3",
+			want: []string{"upgrade-minor 3.5.40/etcd3->3.6.16/etcd3"}},
+		{name: "floor is the newest bundled patch, not the target's minor's", bundled: "3.5.20,3.5.35,3.6.0,3.6.16", current: "3.5.10/etcd3", target: "3.6.0/etcd3",
+			want: []string{"upgrade-patch 3.5.10/etcd3->3.5.35/etcd3", "upgrade-minor 3.5.35/etcd3->3.6.0/etcd3"}},
+		{name: "no bundled etcd of the data's minor: no floor to run", bundled: "3.5.35,3.6.16", current: "3.4.13/etcd3", target: "3.5.35/etcd3",
+			want: []string{"upgrade-minor 3.4.13/etcd3->3.5.35/etcd3"}},
+		{name: "patch-only change, known patch: no run", bundled: std, current: "3.5.10/etcd3", target: "3.5.35/etcd3",
+			want: []string{"write-version 3.5.10/etcd3->3.5.35/etcd3"}},
+		{name: "patch unknown, target at that minor: the target runs once", bundled: std, current: "3.5.x/etcd3", target: "3.5.35/etcd3",
+			want: []string{"upgrade-patch 3.5.x/etcd3->3.5.35/etcd3"}},
+		{name: "patch unknown, older target patch at that minor: the target runs once", bundled: "3.5.0,3.5.35", current: "3.5.x/etcd3", target: "3.5.0/etcd3",
+			want: []string{"upgrade-patch 3.5.x/etcd3->3.5.0/etcd3"}},
+		{name: "patch unknown (a 3.5 step cut short on 3.4 data), target 3.4.13: a rollback", bundled: std, current: "3.5.x/etcd3", target: "3.4.13/etcd3",
+			want: []string{"rollback-minor 3.5.x/etcd3->3.4.13/etcd3"}},
+		{name: "patch unknown (a 3.6 rollback cut short), target 3.7.3", bundled: std, current: "3.6.x/etcd3", target: "3.7.3/etcd3",
+			want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3", "upgrade-minor 3.6.16/etcd3->3.7.3/etcd3"}},
+		{name: "patch unknown to etcd2 at its minor", bundled: std, current: "3.5.x/etcd3", target: "3.5.35/etcd2",
+			want: []string{"rollback-to-etcd2 3.5.x/etcd3->3.5.35/etcd2"}},
+		{name: "no floor for rollbacks", bundled: std, current: "3.6.0/etcd3", target: "3.5.35/etcd3",
+			want: []string{"rollback-minor 3.6.0/etcd3->3.5.35/etcd3"}},
 		{name: "already at target", bundled: std, current: "3.5.35/etcd3", target: "3.5.35/etcd3"},
 		{name: "patch upgrade within minor", bundled: std, current: "3.7.0/etcd3", target: "3.7.3/etcd3",
 			want: []string{"write-version 3.7.0/etcd3->3.7.3/etcd3"}},

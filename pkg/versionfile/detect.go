@@ -23,7 +23,8 @@ type State struct {
 	Storage Storage
 	// StorageVersion is the meta bucket's storageVersion (written by etcd 3.6+).
 	StorageVersion string
-	// ClusterVersion is the cluster bucket's clusterVersion (written by etcd 3.5+).
+	// ClusterVersion is the cluster bucket's clusterVersion (written by etcd 3.4+
+	// once it has decided the cluster version: 3.4.13 writes "3.4.0").
 	ClusterVersion string
 	// HasTerm: the meta bucket holds the raft term (written by every etcd 3.5+ apply).
 	HasTerm bool
@@ -33,8 +34,9 @@ type State struct {
 }
 
 // MinorFromData is the major.minor the backend shows it was last written by, and
-// whether the data tells it: storage version (3.6+), else cluster version (3.5),
-// else nothing certain (etcd 3.4 and older record neither).
+// whether the data tells it: storage version (3.6+), else cluster version (3.4+),
+// else the term (3.5+), else nothing certain (etcd 3.3 and older, or a 3.4 that
+// never decided its cluster version).
 func (s State) MinorFromData() (string, bool) {
 	for _, v := range []string{s.StorageVersion, s.ClusterVersion} {
 		if v == "" {
@@ -121,21 +123,29 @@ func Detect(dataDir string) (State, error) {
 		}
 		return State{Empty: true}, nil
 	}
-	if _, err := os.Stat(BackendPath(dataDir)); err == nil {
-		st, err := readBackend(BackendPath(dataDir))
+	return DetectMemberDir(dataDir, filepath.Join(dataDir, "member"))
+}
+
+// DetectMemberDir reads the state of the data in memberDir (laid out as a data
+// dir's member directory) read-only; dataDir names the data dir in errors.
+func DetectMemberDir(dataDir, memberDir string) (State, error) {
+	backend := filepath.Join(memberDir, "snap", "db")
+	walDir := filepath.Join(memberDir, "wal")
+	if _, err := os.Stat(backend); err == nil {
+		st, err := readBackend(backend)
 		if err != nil {
 			return State{}, err
 		}
 		st.Storage = StorageEtcd3
 		return st, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
-		return State{}, fmt.Errorf("stat %s: %w", BackendPath(dataDir), err)
+		return State{}, fmt.Errorf("stat %s: %w", backend, err)
 	}
-	wals, _ := filepath.Glob(filepath.Join(WALDir(dataDir), "*.wal"))
+	wals, _ := filepath.Glob(filepath.Join(walDir, "*.wal"))
 	if len(wals) > 0 {
 		return State{Storage: StorageEtcd2}, nil
 	}
-	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, BackendPath(dataDir), WALDir(dataDir))
+	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, backend, walDir)
 }
 
 func readBackend(path string) (State, error) {
@@ -167,43 +177,79 @@ func readBackend(path string) (State, error) {
 	return st, nil
 }
 
-// CheckAgainst refuses a version.txt whose pair the data contradicts, naming both.
-// The data may be one minor ahead of or behind version.txt: that is an upgrade or
-// rollback step that ran but was interrupted before it recorded itself, and
-// rerunning that step is safe.
+// CheckAgainst refuses a version.txt whose pair the data contradicts, naming both
+// (see Reconcile).
 func (s State) CheckAgainst(p Pair) error {
+	_, err := s.Reconcile(p)
+	return err
+}
+
+// Reconcile checks version.txt's pair p against what the data records and returns
+// the pair planning starts from.
+//
+// What the data records: etcd 3.4+ writes the cluster version into the backend,
+// 3.5+ also the raft term, 3.6+ the storage version; etcd2 data has no v3 backend,
+// or one without a single v3 key (etcd 3.x serving the v2 API creates it).
+//
+// The data may be one minor ahead of or behind version.txt: an upgrade or rollback
+// step changed what the data records and was cut short before it recorded itself.
+// Then the data is at that step's minor, and planning starts there with the patch
+// unknown, so a target at version.txt's minor is a step back, never an exec of an
+// etcd that refuses the data. Any other disagreement is an error.
+func (s State) Reconcile(p Pair) (Pair, error) {
 	if s.Empty {
-		return nil
+		return p, nil
+	}
+	wrote := "the version that last wrote the data"
+	if minor, known := s.MinorFromData(); known {
+		wrote += " (an etcd " + minor + " release)"
 	}
 	contradiction := func(why string) error {
-		return fmt.Errorf("version.txt says %s but the data is %s: %s; fix version.txt to name the version that last wrote the data, or remove it to let migrate detect the state", p, s, why)
+		return fmt.Errorf("version.txt says %s but the data is %s: %s; fix version.txt to name %s, or remove it to let migrate detect the state", p, s, why, wrote)
 	}
 	if p.Storage == StorageEtcd3 && s.Storage == StorageEtcd2 {
-		return contradiction("etcd3 data needs the v3 backend member/snap/db")
+		return Pair{}, contradiction("etcd3 data needs the v3 backend member/snap/db")
 	}
 	if s.Storage == StorageEtcd2 {
-		return nil
+		return p, nil
+	}
+	if p.Storage == StorageEtcd2 && s.KeyRevisions > 0 {
+		return Pair{}, fmt.Errorf("version.txt says %s but the data is %s: its v3 backend holds %d key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming %s, or remove it to let migrate detect the state", p, s, s.KeyRevisions, wrote)
 	}
 	minor, known := s.MinorFromData()
 	if !known {
-		// Only etcd <= 3.4 leaves no version in the backend.
+		// etcd 3.4 records its cluster version once it has decided it, 3.5+ also
+		// the term at its first apply: only an older etcd, or a 3.4 that never
+		// got that far, leaves neither.
 		if CompareMinor(p.Version, MustVersion("3.5.0")) >= 0 {
-			return contradiction("an etcd 3.5 or newer would have recorded its term in the backend")
+			return Pair{}, contradiction("an etcd 3.5 or newer would have recorded its term in the backend")
 		}
-		return nil
+		return p, nil
 	}
 	dv, err := version.NewVersion(minor + ".0")
 	if err != nil {
-		return contradiction("the backend's recorded version cannot be parsed")
+		return Pair{}, contradiction("the backend's recorded version cannot be parsed")
 	}
-	switch c := CompareMinor(dv, p.Version); {
-	case c < 0 && s.StorageVersion != "" && !(Major(dv) == p.Major() && Minor(dv)+1 == p.Minor()):
-		// One minor behind is a rollback step cut short before it recorded itself.
-		return contradiction("the backend's storage version is older than version.txt")
-	case c > 0 && !(Major(dv) == p.Major() && Minor(dv) == p.Minor()+1):
-		return contradiction("the data was written by a newer etcd than version.txt says")
+	c := CompareMinor(dv, p.Version)
+	if c == 0 {
+		return p, nil
 	}
-	return nil
+	oneStep := Major(dv) == p.Major() && (Minor(dv) == p.Minor()+1 || Minor(dv)+1 == p.Minor())
+	if p.Storage == StorageEtcd2 {
+		// etcd2 data converts from its v2 store alone, whatever served it last;
+		// a newer etcd than version.txt says beyond one minor is a wrong file.
+		if c > 0 && !oneStep {
+			return Pair{}, contradiction("the data was written by a newer etcd than version.txt says")
+		}
+		return p, nil
+	}
+	if !oneStep {
+		if c > 0 {
+			return Pair{}, contradiction("the data was written by a newer etcd than version.txt says")
+		}
+		return Pair{}, contradiction("the data records an older version than version.txt, beyond the one minor a rollback step cut short leaves")
+	}
+	return Pair{Version: dv, Storage: StorageEtcd3, PatchUnknown: true}, nil
 }
 
 // FromState turns a detected state into the pair version.txt would hold, for a data
@@ -225,5 +271,6 @@ func FromState(s State) (Pair, error) {
 		// data may well be etcd2, and guessing etcd3 would drop the v2 keys.
 		return Pair{}, fmt.Errorf("detected %s without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it (<version>/etcd2 or <version>/etcd3, e.g. 3.4.13/etcd2)", s)
 	}
-	return Pair{Version: v, Storage: StorageEtcd3}, nil
+	// The backend records major.minor only.
+	return Pair{Version: v, Storage: StorageEtcd3, PatchUnknown: true}, nil
 }

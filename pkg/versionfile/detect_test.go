@@ -76,6 +76,9 @@ func TestStateString(t *testing.T) {
 func TestStateCheckAgainst(t *testing.T) {
 	const prefix = "version.txt says "
 	const fix = "; fix version.txt to name the version that last wrote the data, or remove it to let migrate detect the state"
+	fixFor := func(minor string) string {
+		return "; fix version.txt to name the version that last wrote the data (an etcd " + minor + " release), or remove it to let migrate detect the state"
+	}
 	tests := []struct {
 		name string
 		s    State
@@ -89,27 +92,38 @@ func TestStateCheckAgainst(t *testing.T) {
 		{"3.7 data, 3.7.0 file", state37, "3.7.0/etcd3", nil},
 		{"3.7 data one minor ahead of 3.6.16 file", state37, "3.6.16/etcd3", nil},
 		{"3.7 data, 3.5.35 file", state37, "3.5.35/etcd3", []string{
-			prefix + "3.5.35/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data was written by a newer etcd than version.txt says" + fix,
+			prefix + "3.5.35/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data was written by a newer etcd than version.txt says" + fixFor("3.7"),
 			"3.5.35/etcd3", "storage version 3.7.0",
 		}},
 		{"3.7 data one minor behind a 3.8.0 file (rollback cut short)", state37, "3.8.0/etcd3", nil},
 		{"3.7 data, 3.9.0 file", state37, "3.9.0/etcd3", []string{
-			prefix + "3.9.0/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the backend's storage version is older than version.txt" + fix,
+			prefix + "3.9.0/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data records an older version than version.txt, beyond the one minor a rollback step cut short leaves" + fixFor("3.7"),
 		}},
-		{"3.7 data, 4.7.0 file", state37, "4.7.0/etcd3", []string{"the backend's storage version is older than version.txt"}},
-		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
+		{"3.7 data, 4.7.0 file", state37, "4.7.0/etcd3", []string{"the data records an older version than version.txt"}},
+		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"its v3 backend holds 10 key revisions, so the data is etcd3"}},
+		{"3.7 data without keys, 2.7.0/etcd2 file", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
+		{"3.4 data with keys, 3.4.13/etcd2 file", state34CV, "3.4.13/etcd2", []string{
+			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 10 key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming the version that last wrote the data (an etcd 3.4 release), or remove it to let migrate detect the state",
+		}},
+		{"3.4 backend without keys (etcd2 served by 3.4), 3.4.13/etcd2 file", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", nil},
 
 		{"3.6 data, 3.6.16 file", state36, "3.6.16/etcd3", nil},
 		{"3.6 data one minor ahead of 3.5.35 file", state36, "3.5.35/etcd3", nil},
 		{"3.6 data, 3.4.13 file", state36, "3.4.13/etcd3", []string{"3.4.13/etcd3", "storage version 3.6.0", "written by a newer etcd"}},
 		{"3.6 data one minor behind a 3.7.3 file (rollback cut short)", state36, "3.7.3/etcd3", nil},
-		{"3.6 data, 3.8.0 file", state36, "3.8.0/etcd3", []string{"3.8.0/etcd3", "storage version 3.6.0", "storage version is older than version.txt"}},
+		{"3.6 data, 3.8.0 file", state36, "3.8.0/etcd3", []string{"3.8.0/etcd3", "storage version 3.6.0", "records an older version than version.txt"}},
 
 		{"3.5 data, 3.5.35 file", state35, "3.5.35/etcd3", nil},
 		{"3.5 data one minor ahead of 3.4.13 file", state35, "3.4.13/etcd3", nil},
 		{"3.5 data, 3.3.0 file", state35, "3.3.0/etcd3", []string{"3.3.0/etcd3", "cluster version 3.5.0", "written by a newer etcd"}},
-		// Only a storage version proves the data older than version.txt.
-		{"3.5 data (no storage version), 3.6.16 file", state35, "3.6.16/etcd3", nil},
+		{"3.5 data (no storage version) one minor behind a 3.6.16 file (rollback cut short)", state35, "3.6.16/etcd3", nil},
+		// The cluster version proves the data older as well (3.4+ record it).
+		{"3.5 data (no storage version), 3.7.3 file", state35, "3.7.3/etcd3", []string{"3.7.3/etcd3", "cluster version 3.5.0", "records an older version than version.txt"}},
+		{"3.4 data, 3.6.16 file", state34CV, "3.6.16/etcd3", []string{
+			prefix + "3.6.16/etcd3 but the data is etcd3 data (cluster version 3.4.0): the data records an older version than version.txt, beyond the one minor a rollback step cut short leaves" + fixFor("3.4"),
+		}},
+		{"3.4 data, 3.7.3 file", state34CV, "3.7.3/etcd3", []string{"3.7.3/etcd3", "cluster version 3.4.0", "records an older version"}},
+		{"3.4 data one minor behind a 3.5.35 file (rollback cut short)", state34CV, "3.5.35/etcd3", nil},
 		{"3.5 term only, 3.5.35 file", state35TermOnly, "3.5.35/etcd3", nil},
 		{"3.5 term only, 3.4.13 file", state35TermOnly, "3.4.13/etcd3", nil},
 		{"3.5 term only, 3.3.0 file", state35TermOnly, "3.3.0/etcd3", []string{"written by etcd 3.5", "written by a newer etcd"}},
@@ -157,15 +171,15 @@ func TestFromState(t *testing.T) {
 		want    string   // pair, when no error
 		wantErr []string // substrings of the error
 	}{
-		{"3.7 data", state37, "3.7.0/etcd3", nil},
-		{"3.6 data", state36, "3.6.0/etcd3", nil},
-		{"storage version wins", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.0/etcd3", nil},
-		{"3.5 data", state35, "3.5.0/etcd3", nil},
-		{"cluster version with patch", State{Storage: StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.0/etcd3", nil},
+		{"3.7 data", state37, "3.7.x/etcd3", nil},
+		{"3.6 data", state36, "3.6.x/etcd3", nil},
+		{"storage version wins", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.x/etcd3", nil},
+		{"3.5 data", state35, "3.5.x/etcd3", nil},
+		{"cluster version with patch", State{Storage: StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.x/etcd3", nil},
 		{"no v3 key: maybe etcd2 served by 3.x", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "", []string{
 			"detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it",
 		}},
-		{"3.4-style cluster version", state34CV, "3.4.0/etcd3", nil},
+		{"3.4-style cluster version", state34CV, "3.4.x/etcd3", nil},
 		{"etcd2", stateEtcd2, "", []string{
 			"detected etcd2 data (WAL and v2 snapshots, no v3 backend), which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt",
 		}},
@@ -331,5 +345,62 @@ func TestDamagedBackendVersions(t *testing.T) {
 func TestWriteNilVersion(t *testing.T) {
 	if err := Write(t.TempDir(), Pair{}); err == nil || err.Error() != "invalid version pair: no version" {
 		t.Fatalf("Write(Pair{}) = %v", err)
+	}
+}
+
+// TestReconcile: the pair planning starts from is version.txt's when the data
+// agrees, and the data's minor with the patch unknown when a step cut short moved
+// the data one minor off version.txt.
+func TestReconcile(t *testing.T) {
+	tests := []struct {
+		name string
+		s    State
+		file string
+		want string
+	}{
+		{"agree", state35, "3.5.10/etcd3", "3.5.10/etcd3"},
+		{"agree, 3.4 cluster version", state34CV, "3.4.13/etcd3", "3.4.13/etcd3"},
+		{"upgrade to 3.5 cut short", state35, "3.4.13/etcd3", "3.5.x/etcd3"},
+		{"upgrade to 3.5 cut short after the term, before the cluster version", state35TermOnly, "3.4.13/etcd3", "3.5.x/etcd3"},
+		{"upgrade to 3.7 cut short", state37, "3.6.16/etcd3", "3.7.x/etcd3"},
+		{"rollback to 3.6 cut short", state36, "3.7.3/etcd3", "3.6.x/etcd3"},
+		{"rollback to 3.4 cut short", state34CV, "3.5.35/etcd3", "3.4.x/etcd3"},
+		{"no version recorded", state34, "3.4.13/etcd3", "3.4.13/etcd3"},
+		{"etcd2 served by 3.4", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
+		{"etcd2 one minor behind its backend stays etcd2", State{Storage: StorageEtcd3, ClusterVersion: "3.5.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
+		{"empty", stateEmpty, "3.7.3/etcd3", "3.7.3/etcd3"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.s.Reconcile(MustPair(tc.file))
+			if err != nil {
+				t.Fatalf("Reconcile(%s) = %v", tc.file, err)
+			}
+			if got.String() != tc.want {
+				t.Errorf("Reconcile(%s) = %s, want %s", tc.file, got, tc.want)
+			}
+			if strings.HasSuffix(tc.want, ".x/"+string(got.Storage)) != got.PatchUnknown {
+				t.Errorf("Reconcile(%s) = %#v: PatchUnknown does not match %s", tc.file, got, tc.want)
+			}
+		})
+	}
+}
+
+// A pair whose patch is unknown prints as major.minor.x, equals no exact pair,
+// and is never written to version.txt.
+func TestPatchUnknownPair(t *testing.T) {
+	p := Pair{Version: MustVersion("3.4.0"), Storage: StorageEtcd3, PatchUnknown: true}
+	if p.String() != "3.4.x/etcd3" {
+		t.Errorf("String = %q", p.String())
+	}
+	if p.Equal(MustPair("3.4.0/etcd3")) || MustPair("3.4.0/etcd3").Equal(p) || !p.Equal(p) {
+		t.Errorf("a pair with an unknown patch equals another")
+	}
+	dir := t.TempDir()
+	if err := Write(dir, p); err == nil || !strings.Contains(err.Error(), `invalid version pair "3.4.x/etcd3": version.txt records an exact version`) {
+		t.Fatalf("Write(3.4.x) = %v", err)
+	}
+	if _, err := os.Stat(Path(dir)); !os.IsNotExist(err) {
+		t.Fatalf("version.txt written: %v", err)
 	}
 }

@@ -34,6 +34,10 @@ func ParseStorage(s string) (Storage, error) {
 type Pair struct {
 	Version *version.Version
 	Storage Storage
+	// PatchUnknown: the data tells only the minor (its backend records major.minor),
+	// so Version is major.minor.0 and the patch that wrote it is not known. Such a
+	// pair is planned from, never written to version.txt.
+	PatchUnknown bool
 }
 
 // strictVersion is major.minor.patch with plain decimal numbers: what etcd release
@@ -103,6 +107,9 @@ func (p Pair) validate() error {
 	if p.Major() < 2 {
 		return fmt.Errorf("invalid version pair %q: etcd versions start at 2.0.0", p.String())
 	}
+	if p.PatchUnknown {
+		return fmt.Errorf("invalid version pair %q: version.txt records an exact version", p.String())
+	}
 	if p.Storage == StorageEtcd3 && p.Major() < 3 {
 		return fmt.Errorf("invalid version pair %q: etcd %s has no etcd3 storage (it starts with 3.0.0)", p.String(), p.Version)
 	}
@@ -112,6 +119,9 @@ func (p Pair) validate() error {
 func (p Pair) String() string {
 	if p.Version == nil {
 		return "<none>"
+	}
+	if p.PatchUnknown {
+		return fmt.Sprintf("%s.x/%s", MinorString(p.Version), p.Storage)
 	}
 	return fmt.Sprintf("%s/%s", p.Version.String(), p.Storage)
 }
@@ -156,7 +166,8 @@ func cmpInt(a, b int) int {
 	return 0
 }
 
-// Equal reports whether both pairs name the same version and storage.
+// Equal reports whether both pairs name the same version and storage. A pair whose
+// patch is unknown equals only another such pair of its minor.
 func (p Pair) Equal(o Pair) bool {
-	return p.Storage == o.Storage && p.Version != nil && o.Version != nil && p.Version.Equal(o.Version)
+	return p.Storage == o.Storage && p.Version != nil && o.Version != nil && p.PatchUnknown == o.PatchUnknown && p.Version.Equal(o.Version)
 }

@@ -322,13 +322,13 @@ func TestHostileInput(t *testing.T) {
 		}, 2, "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=%s: the steps run on the data dir migrate checked and locked"},
 		{"ETCD_CREDS sets a WAL dir", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, env: []string{"ETCD_CREDS=--wal-dir /var/lib/etcd-wal"}}
-		}, 2, "a separate WAL dir (--wal-dir=/var/lib/etcd-wal in ETCD_CREDS) is not supported yet: the steps and the backup would miss the WAL"},
-		{"WAL dir after --", func(t *testing.T, d string) setup {
+		}, 2, "--wal-dir=/var/lib/etcd-wal in ETCD_CREDS: the WAL dir is the served etcd's setting, not the steps' alone: give it as --wal-dir after -- or as ETCD_WAL_DIR, and remove it from ETCD_CREDS"},
+		{"WAL dir after -- without the WAL", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--exec=true", "--", "--wal-dir=/var/lib/etcd-wal"}}
-		}, 2, "a separate WAL dir (--wal-dir=/var/lib/etcd-wal after --) is not supported yet"},
-		{"ETCD_WAL_DIR", func(t *testing.T, d string) setup {
+		}, 2, "the WAL dir /var/lib/etcd-wal (--wal-dir/ETCD_WAL_DIR) holds no WAL files, but the data dir %s holds etcd data: point --wal-dir at this member's WAL, or drop it if the WAL is in"},
+		{"ETCD_WAL_DIR without the WAL", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, env: []string{"ETCD_WAL_DIR=/var/lib/etcd-wal"}}
-		}, 2, "a separate WAL dir (ETCD_WAL_DIR=/var/lib/etcd-wal) is not supported yet"},
+		}, 2, "the WAL dir /var/lib/etcd-wal (--wal-dir/ETCD_WAL_DIR) holds no WAL files"},
 		{"ETCD_CREDS forces a new cluster", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, env: []string{"ETCD_CREDS=--force-new-cluster"}}
 		}, 2, "ETCD_CREDS (--etcd-server-extra-args) sets --force-new-cluster: it would rewrite the membership stored in the data at every step"},

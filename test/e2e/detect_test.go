@@ -11,7 +11,8 @@ import (
 )
 
 // TestMissingVersionTxtDetected: a data dir without version.txt is planned from what
-// its backend records (3.4.13 writes cluster version 3.4.0) and walks to the target.
+// its backend records (3.4.13 writes cluster version 3.4.0: the minor, patch
+// unknown, so the newest bundled 3.4 runs first) and walks to the target.
 func TestMissingVersionTxtDetected(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
 	dataDir := etcdtest.ExtractFixture(t, fixture34)
@@ -19,7 +20,7 @@ func TestMissingVersionTxtDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runMigrate(t, binDir, dataDir, nil, "status")
-	if want := "version.txt: missing\ndata:        etcd3 data (cluster version 3.4.0)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+	if want := "version.txt: missing\ndata:        etcd3 data (cluster version 3.4.0)\ncurrent:     3.4.x/etcd3 (no version.txt; detected from the data, whose backend records the minor only)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
 		t.Fatalf("status: exit %d\n%s\nwant suffix:\n%s", r.code, r.stdout, want)
 	}
 	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false", "--log-format=json")
@@ -34,10 +35,10 @@ func TestMissingVersionTxtDetected(t *testing.T) {
 		}
 		msgs[m["msg"].(string)] = m
 	}
-	if p := msgs["plan"]; p == nil || p["current"] != "3.4.0/etcd3" || p["detected"] != "etcd3 data (cluster version 3.4.0)" {
+	if p := msgs["plan"]; p == nil || p["current"] != "3.4.x/etcd3" || p["detected"] != "etcd3 data (cluster version 3.4.0)" {
 		t.Fatalf("plan line = %v", p)
 	}
-	if d := msgs["migration done"]; d == nil || d["version_txt"] != "3.7.3/etcd3" || d["steps"] != float64(3) {
+	if d := msgs["migration done"]; d == nil || d["version_txt"] != "3.7.3/etcd3" || d["steps"] != float64(4) {
 		t.Fatalf("done line = %v", d)
 	}
 	if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // TestUpgradeCancelsLeftoverDowngrade: data whose downgrade to 3.5 was enabled and
@@ -45,6 +47,21 @@ func TestUpgradeCancelsLeftoverDowngrade(t *testing.T) {
 		t.Fatalf("want the downgrade job still enabled: %+v %v", st, err)
 	}
 	s.Stop()
+	// Once etcd has also moved the storage version down, the data is at 3.5: left
+	// at 3.6.16, version.txt would be read as a rollback cut short and planned
+	// from 3.5.x, whose patch step (etcd 3.5.35) ends the job itself. Recorded as
+	// 3.5.35, the 3.6 step meets the job; with the storage version still 3.6,
+	// 3.6.16 stays right and the 3.7 step meets it.
+	st2, err := versionfile.Detect(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.StorageVersion == "" {
+		if err := writeFile(filepath.Join(dataDir, "version.txt"), "3.5.35/etcd3\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("after the downgrade: %s; version.txt %s", st2, strings.TrimSpace(readVersionTxt(t, dataDir)))
 
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false", "--step-timeout=60s")
 	if r.code != 0 {

@@ -426,7 +426,7 @@ func TestRootCommandUsageErrors(t *testing.T) {
 		{[]string{"plan", "--bin-dir=/x"}, "unknown flag: --bin-dir"},
 		{[]string{"status", "--target-version=3.7.3"}, "unknown flag: --target-version"},
 		{[]string{"completion", "bash"}, `unknown command "completion" for "migrate"`},
-		{[]string{"--", "--wal-dir=/w"}, "a separate WAL dir (--wal-dir=/w after --) is not supported yet"},
+		{[]string{"--", "--config-file=/c.yaml"}, "etcd's config file (--config-file=/c.yaml after --) is not supported"},
 		{[]string{"--", "--name", "a", "b"}, `etcd args after --: "b" is not a flag`},
 		{[]string{"--bogus"}, "unknown flag: --bogus"},
 		{[]string{"--port=abc"}, `invalid argument "abc" for "--port" flag`},

@@ -453,6 +453,9 @@ not a directory, or its version.txt is malformed or contradicted by the data.`,
 			if st.Detected.Empty || st.Detected.Storage != "" {
 				fmt.Fprintf(w, "data:        %s\n", st.Detected)
 			}
+			if st.Current != nil && (st.VersionFile == nil || st.CutShort()) {
+				fmt.Fprintf(w, "current:     %s\n", currentText(st))
+			}
 			printBackup(w, dataDir)
 			return err
 		},
@@ -493,6 +496,12 @@ func currentText(st migrate.Status) string {
 			return "empty data dir (version.txt says " + st.VersionFile.String() + ")"
 		}
 		return "empty data dir"
+	}
+	if st.CutShort() {
+		return fmt.Sprintf("%s (version.txt says %s, but the data is %s: a step was cut short after it changed what the data records)", st.Current, st.VersionFile, st.Detected)
+	}
+	if st.VersionFile == nil {
+		return fmt.Sprintf("%s (no version.txt; detected from the data, whose backend records the minor only)", st.Current)
 	}
 	return st.Current.String()
 }

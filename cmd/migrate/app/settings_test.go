@@ -70,7 +70,7 @@ func TestResolveCredsFiltered(t *testing.T) {
 	}
 	for creds, want := range map[string]string{
 		"--data-dir=/x":       "ETCD_CREDS (--etcd-server-extra-args) sets --data-dir=/x: the steps run on the data dir migrate checked",
-		"--wal-dir=/w":        "a separate WAL dir (--wal-dir=/w in ETCD_CREDS) is not supported yet",
+		"--wal-dir=/w":        "--wal-dir=/w in ETCD_CREDS: the WAL dir is the served etcd's setting",
 		"--force-new-cluster": "sets --force-new-cluster: it would rewrite the membership",
 	} {
 		_, err := resolveWith(t, nil, withEnv(map[string]string{"ETCD_CREDS": creds}))
@@ -78,9 +78,9 @@ func TestResolveCredsFiltered(t *testing.T) {
 			t.Errorf("ETCD_CREDS=%s: %v, want a usage error containing %q", creds, err, want)
 		}
 	}
-	_, err := resolveWith(t, nil, withEnv(map[string]string{"ETCD_WAL_DIR": "/w"}))
-	if err == nil || !strings.Contains(err.Error(), "a separate WAL dir (ETCD_WAL_DIR=/w) is not supported yet") {
-		t.Errorf("ETCD_WAL_DIR: %v", err)
+	// The served etcd's WAL dir is the steps' and the backup's.
+	if r := mustResolve(t, nil, withEnv(map[string]string{"ETCD_WAL_DIR": "/w"})); r.cfg.WALDir != "/w" {
+		t.Errorf("ETCD_WAL_DIR=/w: WALDir %q", r.cfg.WALDir)
 	}
 }
 
