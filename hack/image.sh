@@ -115,6 +115,8 @@ stage_shell() {
   deb=$(shell_deb)
   command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is needed to unpack $deb (Debian: apt-get install dpkg)"
   [ "$(dpkg-deb -f "$deb" Package)" = bash-static ] || die "$deb is not the bash-static package"
+  [ "$(dpkg-deb -f "$deb" Architecture)" = "$(deb_arch "$ARCH")" ] ||
+    die "$deb is for $(dpkg-deb -f "$deb" Architecture), not $(deb_arch "$ARCH") (ARCH=$ARCH)"
   mkdir -p "$rootfs/bin"
   dpkg-deb --fsys-tarfile "$deb" | tar -xO ./bin/bash-static >"$rootfs/bin/sh" ||
     die "cannot extract ./bin/bash-static from $deb"

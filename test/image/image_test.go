@@ -1,7 +1,8 @@
 // Package image builds the etcd-migrate image (images/Dockerfile, through
 // hack/image.sh as `make image` does, FROM scratch) out of the real binaries and runs
 // it on real data dirs: the 3.4.13/etcd2 fixture migrated to 3.7.3 and served, the
-// same run again as a no-op, a rollback to 3.6.16, and a non-root UID. buildah (chroot
+// same run again as a no-op, a rollback to 3.6.16, a non-root UID, and Kubernetes'
+// GCE etcd manifest run unchanged (gce_test.go). buildah (chroot
 // isolation, vfs storage in a temp dir) or docker, whichever works; without either
 // the test is skipped and says why.
 package image
