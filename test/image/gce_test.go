@@ -15,6 +15,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 )
 
 // gceManifest is the copy of Kubernetes' cluster/gce/manifests/etcd.manifest (origin
@@ -214,7 +215,8 @@ func (r *gceRun) runProbe(t *testing.T, tl *tool) {
 // TARGET_VERSION = the image's newest it walks 3.4 -> 3.7 and serves the fixture's
 // keyspace, revisions and leases included, at 3.7.3; the liveness probe passes; the
 // same pod again is a no-op; TARGET_VERSION one minor down rolls back and
-// /usr/local/bin/etcd serves it at 3.6.16.
+// /usr/local/bin/etcd serves it at 3.6.16; and when the migration fails (another
+// migrator holds the lock), the manifest's exec of etcd refuses the unmigrated data.
 func testGCEManifest(t *testing.T, tl *tool, binDir string) {
 	fixture := etcdtest.ExtractFixture(t, fixtureEtcd3)
 	base := etcdtest.Serve(t, binDir, "3.4.13", etcdtest.CopyDir(t, fixture))
@@ -327,6 +329,36 @@ func testGCEManifest(t *testing.T, tl *tool, binDir string) {
 	t.Logf("GCE manifest, TARGET_VERSION=%s: rolled back, /usr/local/bin/etcd is etcd %s serving the same keyspace after %v; liveness probe passed",
 		older, older, r.s.readyAfter.Round(time.Millisecond))
 	r.c.stop(t)
+	if t.Failed() {
+		return
+	}
+
+	// 4. The manifest execs etcd even when migrate-if-needed.sh failed: with another
+	// migrator holding the lock, migrate refuses, and /usr/local/bin/etcd must not
+	// start etcd 3.7.3 on the 3.6.16 data. The container exits 2 (the kubelet would
+	// restart it and retry); the data dir is untouched.
+	dataDir := filepath.Join(varEtcd, "data")
+	sum := etcdtest.Checksum(t, dataDir)
+	lk, err := lock.Acquire(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lk.Release() }()
+	pod = renderGCE(t, tl.image, newest, port, serverPort)
+	r = startGCE(t, tl, "gce-locked", pod, hostPaths, extra)
+	code, out := r.c.wait(t, time.Minute)
+	log = r.readLog(t, logFile)
+	refusal := "version.txt records " + older + "/etcd3, not the target " + newest + "/etcd3"
+	if code != 2 || !strings.Contains(log, "migrate: error:") || !strings.Contains(out+log, refusal) {
+		t.Errorf("GCE pod with the lock held: exit %d, want 2, migrate's error line and %q; container output:\n%s\netcd.log:\n%s", code, refusal, out, log)
+	}
+	if strings.Contains(log, `"etcd-version"`) {
+		t.Errorf("an etcd started although the migration failed:\n%s", log)
+	}
+	if etcdtest.Checksum(t, dataDir) != sum {
+		t.Errorf("the data dir changed although migrate refused")
+	}
+	t.Logf("GCE manifest with the lock held: migrate refused, /usr/local/bin/etcd refused etcd %s on the %s data (exit %d), data dir unchanged", newest, older, code)
 }
 
 // stepsWithSnapshot counts the "step done" log lines that carry snapshot_ms.
