@@ -101,7 +101,8 @@ test-e2e: build etcd-binaries
 	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/...
 
 # The image test: builds images/Dockerfile FROM scratch through hack/image.sh into a
-# temp buildah store (or with docker) and runs it on fixture data dirs.
+# temp buildah store (or with docker) and runs it on fixture data dirs, and runs
+# Kubernetes' GCE etcd manifest (testdata/gce-etcd.manifest) unchanged in it.
 # ETCD_MIGRATE_IMAGE_RUNS=5 repeats the timed runs and prints medians.
 test-image: build etcd-binaries
 	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/image/
@@ -129,15 +130,18 @@ cross-check:
 # one). `make image ARCH=arm64` cross-builds the arm64 binaries and image (the
 # Dockerfile runs nothing, so no emulation is needed). BASE_IMAGE=scratch builds
 # without a registry; unset, it is gcr.io/distroless/static-debian12, or scratch with
-# a warning when that cannot be pulled. `make push` / `make push-all` are for
-# release: they push $(IMAGE):$(IMAGE_TAG)-linux-<arch> and the manifest list
-# $(IMAGE):$(IMAGE_TAG).
+# a warning when that cannot be pulled. The image's /bin/sh (for Kubernetes' GCE
+# manifest) is Debian's bash-static, fetched once with `apt-get download` into
+# $(OUTPUT)/debs; SHELL_DEB=<file.deb> gives it instead (offline machines), and
+# another ARCH needs `dpkg --add-architecture <arch> && apt-get update` first.
+# `make push` / `make push-all` are for release: they push
+# $(IMAGE):$(IMAGE_TAG)-linux-<arch> and the manifest list $(IMAGE):$(IMAGE_TAG).
 REGISTRY  ?= localhost
 IMAGE     ?= $(REGISTRY)/etcd-migrate
 IMAGE_TAG ?= $(NEWEST_VERSION)
 IMAGE_REF  = $(IMAGE):$(IMAGE_TAG)-linux-$(ARCH)
 IMAGE_ENV  = IMAGE=$(IMAGE_REF) ARCH=$(ARCH) BIN_DIR=$(BIN_DIR) BUNDLED_VERSIONS="$(BUNDLED_VERSIONS)" \
-	IMAGE_VERSION=$(IMAGE_TAG) CONTEXT_DIR=$(OUTPUT)/image/linux-$(ARCH)
+	IMAGE_VERSION=$(IMAGE_TAG) CONTEXT_DIR=$(OUTPUT)/image/linux-$(ARCH) DEB_DIR=$(abspath $(OUTPUT))/debs
 
 image: build etcd-binaries
 	$(IMAGE_ENV) hack/image.sh build

@@ -4,7 +4,7 @@
 # (test/image) call it; README.md, "The container image", describes the targets.
 #
 #   hack/image.sh tool             print the image tool that would be used (exit 3: none)
-#   hack/image.sh context DIR      stage the build context (bin/, rootfs/) into DIR
+#   hack/image.sh context DIR      stage the build context (bin/, rootfs/, shell-package) into DIR
 #   hack/image.sh build            stage the context and build IMAGE for ARCH
 #   hack/image.sh push             push IMAGE
 #   hack/image.sh push-manifest    push MANIFEST: a manifest list of IMAGE_ARCHS' images
@@ -19,6 +19,9 @@
 #                     when that cannot be pulled (offline machines; a warning says so)
 #   CONTEXT_DIR       where `build` stages the context (default: a temp dir, removed)
 #   IMAGE_VERSION, VCS_REF  the image's version and revision labels
+#   SHELL_DEB         the bash-static .deb whose static bash becomes the image's /bin/sh
+#                     (unset: `apt-get download bash-static:<arch>`, cached in DEB_DIR)
+#   DEB_DIR           download cache for it (default: _output/debs)
 #   IMAGE_TOOL        docker or buildah (default: docker if its engine answers, else buildah)
 #   BUILDAH_ROOT, BUILDAH_RUNROOT  buildah storage (default: buildah's own)
 #   BUILDAH_STORAGE_DRIVER         default vfs: works without overlay or fuse support
@@ -68,8 +71,59 @@ check_binary() {
   grep -q "CGO_ENABLED=0$" <<<"$info" || die "$f is built with cgo: it would not run on a distroless or scratch base"
 }
 
-# link_or_copy SRC DST: a hard link when SRC and DST share a filesystem.
-link_or_copy() { ln -f "$1" "$2" 2>/dev/null || cp -f "$1" "$2"; }
+# link_or_copy SRC DST: a hard link when SRC and DST share a filesystem; a symbolic
+# link SRC is followed (a BIN_DIR of links must not put links into the image).
+link_or_copy() { ln -fL "$1" "$2" 2>/dev/null || cp -fL "$1" "$2"; }
+
+# deb_arch GOARCH: Debian's name for it.
+deb_arch() {
+  case "$1" in
+    amd64|arm64|s390x) echo "$1" ;;
+    ppc64le) echo ppc64el ;;
+    *) die "no Debian architecture for ARCH=$1" ;;
+  esac
+}
+
+# shell_deb: the bash-static .deb for $ARCH: SHELL_DEB if set, else the one cached in
+# DEB_DIR, else `apt-get download` into DEB_DIR (apt checks it against the signed
+# archive index, which a plain download would not).
+shell_deb() {
+  local a cache f
+  if [ -n "${SHELL_DEB:-}" ]; then
+    [ -f "$SHELL_DEB" ] || die "SHELL_DEB=$SHELL_DEB: no such file"
+    echo "$SHELL_DEB"
+    return
+  fi
+  a=$(deb_arch "$ARCH")
+  cache=${DEB_DIR:-$repo/_output/debs}
+  mkdir -p "$cache"
+  f=$(ls "$cache"/bash-static_*_"$a".deb 2>/dev/null | tail -n1)
+  if [ -z "$f" ]; then
+    command -v apt-get >/dev/null 2>&1 || die "the image's /bin/sh comes from Debian's bash-static package and apt-get is not here: set SHELL_DEB to a bash-static_*_$a.deb"
+    (cd "$cache" && apt-get download "bash-static:$a" >&2) ||
+      die "cannot download bash-static:$a with apt-get: run apt-get update (for another architecture first: dpkg --add-architecture $a), or set SHELL_DEB to a bash-static_*_$a.deb"
+    f=$(ls "$cache"/bash-static_*_"$a".deb | tail -n1)
+  fi
+  echo "$f"
+}
+
+# stage_shell ROOTFS: /bin/sh = the static bash of Debian's bash-static package (what
+# the Kubernetes etcd image copied in as /bin/sh), for the Kubernetes GCE manifest's
+# `/bin/sh -c` command and liveness probe. Only that one file of the package.
+stage_shell() {
+  local rootfs=$1 deb
+  deb=$(shell_deb)
+  command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is needed to unpack $deb (Debian: apt-get install dpkg)"
+  [ "$(dpkg-deb -f "$deb" Package)" = bash-static ] || die "$deb is not the bash-static package"
+  [ "$(dpkg-deb -f "$deb" Architecture)" = "$(deb_arch "$ARCH")" ] ||
+    die "$deb is for $(dpkg-deb -f "$deb" Architecture), not $(deb_arch "$ARCH") (ARCH=$ARCH)"
+  mkdir -p "$rootfs/bin"
+  dpkg-deb --fsys-tarfile "$deb" | tar -xO ./bin/bash-static >"$rootfs/bin/sh" ||
+    die "cannot extract ./bin/bash-static from $deb"
+  chmod 0755 "$rootfs/bin" "$rootfs/bin/sh"
+  # For the image's io.etcd-migrate.shell label.
+  echo "bash-static $(dpkg-deb -f "$deb" Version) $(dpkg-deb -f "$deb" Architecture)" >"$rootfs/../shell-package"
+}
 
 context() {
   local dir=${1:?usage: image.sh context DIR}
@@ -89,11 +143,21 @@ context() {
     done
     newest=$v
   done
-  for b in etcd etcdctl etcdutl; do
+  for b in etcdctl etcdutl; do
     [ -e "$dir/bin/$b-$newest" ] && ln -sfn "$b-$newest" "$dir/bin/$b"
   done
-  # Any UID may create files in /tmp and beside the data dir (lock file, backup).
-  chmod 1777 "$dir/rootfs/tmp" "$dir/rootfs/var/etcd"
+  # For the Kubernetes GCE manifest (README.md, "Kubernetes static pod"): etcd runs
+  # etcd-$TARGET_VERSION (default: the newest), migrate-if-needed.sh migrates without
+  # exec, /bin/sh runs the manifest's command, /var/log takes its redirections.
+  sed -e "s/@NEWEST@/$newest/g" -e "s/@BUNDLED@/$(versions | paste -sd, -)/g" \
+    "$repo/images/etcd.sh" >"$dir/bin/etcd"
+  cp "$repo/images/migrate-if-needed.sh" "$dir/bin/migrate-if-needed.sh"
+  chmod 0755 "$dir/bin/etcd" "$dir/bin/migrate-if-needed.sh"
+  stage_shell "$dir/rootfs"
+  mkdir -p "$dir/rootfs/var/log"
+  # Any UID may create files in /tmp, beside the data dir (lock file, backup) and in
+  # /var/log (the manifest's 1>>/var/log/etcd.log when no file is mounted there).
+  chmod 1777 "$dir/rootfs/tmp" "$dir/rootfs/var/etcd" "$dir/rootfs/var/log"
   chmod 0755 "$dir/rootfs/etc" "$dir/rootfs/var"
   cat >"$dir/rootfs/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/sbin/nologin
@@ -149,6 +213,7 @@ build() {
     --build-arg "BUNDLED_VERSIONS=$list"
     --build-arg "TARGET_VERSION=$newest"
     --build-arg "IMAGE_VERSION=${IMAGE_VERSION:-$newest}"
+    --build-arg "SHELL_PACKAGE=$(cat "$ctx/shell-package")"
     --build-arg "VCS_REF=${VCS_REF:-$(git describe --always --dirty 2>/dev/null || echo unknown)}"
     -t "$IMAGE")
   echo "image.sh: building $IMAGE (linux/$ARCH, FROM $base) with $t"

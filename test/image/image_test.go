@@ -1,7 +1,8 @@
 // Package image builds the etcd-migrate image (images/Dockerfile, through
 // hack/image.sh as `make image` does, FROM scratch) out of the real binaries and runs
 // it on real data dirs: the 3.4.13/etcd2 fixture migrated to 3.7.3 and served, the
-// same run again as a no-op, a rollback to 3.6.16, and a non-root UID. buildah (chroot
+// same run again as a no-op, a rollback to 3.6.16, a non-root UID, and Kubernetes'
+// GCE etcd manifest run unchanged (gce_test.go). buildah (chroot
 // isolation, vfs storage in a temp dir) or docker, whichever works; without either
 // the test is skipped and says why.
 package image
@@ -43,14 +44,40 @@ func TestImage(t *testing.T) {
 	tl := &tool{name: toolName, image: fmt.Sprintf("localhost/etcd-migrate-test:%d", os.Getpid()),
 		root: filepath.Join(tmp, "storage"), runroot: filepath.Join(tmp, "run")}
 	t.Cleanup(func() { tl.cleanup(t) }) // before TempDir's removal
-	took := tl.build(t, binDir, filepath.Join(tmp, "context"))
+	ctxDir := filepath.Join(tmp, "context")
+	took := tl.build(t, binDir, ctxDir)
 	t.Logf("image %s built FROM scratch with %s in %v: %s (binaries %s)", tl.image, toolName,
-		took.Round(time.Millisecond), tl.size(t), mib(dirBytes(t, filepath.Join(tmp, "context", "bin"))))
+		took.Round(time.Millisecond), tl.size(t), mib(dirBytes(t, filepath.Join(ctxDir, "bin"))))
+	checkShellBudget(t, ctxDir)
 
 	t.Run("Config", func(t *testing.T) { testConfig(t, tl) })
 	t.Run("Binaries", func(t *testing.T) { testBinaries(t, tl) })
+	t.Run("ShellAndHelpers", func(t *testing.T) { testShellAndHelpers(t, tl) })
 	t.Run("Etcd2To37NoopRollback", func(t *testing.T) { testEtcd2Walk(t, tl, binDir) })
 	t.Run("NonRootUID", func(t *testing.T) { testNonRoot(t, tl, binDir) })
+	t.Run("GCEManifest", func(t *testing.T) { testGCEManifest(t, tl, binDir) })
+}
+
+// shellBudget bounds what the image carries for the Kubernetes GCE manifest alone:
+// /bin/sh (bash-static, 2.2 MiB in Debian 12) and the two helper scripts.
+const shellBudget = 3 << 20
+
+func checkShellBudget(t *testing.T, ctxDir string) {
+	t.Helper()
+	var total int64
+	var parts []string
+	for _, p := range []string{"rootfs/bin/sh", "bin/etcd", "bin/migrate-if-needed.sh"} {
+		fi, err := os.Stat(filepath.Join(ctxDir, p))
+		if err != nil {
+			t.Fatalf("the build context lacks %s: %v", p, err)
+		}
+		total += fi.Size()
+		parts = append(parts, fmt.Sprintf("%s %d B", p, fi.Size()))
+	}
+	if total > shellBudget {
+		t.Errorf("shell and helpers take %s (%s), over the budget of %s", mib(total), strings.Join(parts, ", "), mib(shellBudget))
+	}
+	t.Logf("shell and helpers for the GCE manifest: %s of a %s budget (%s)", mib(total), mib(shellBudget), strings.Join(parts, ", "))
 }
 
 // testConfig: entrypoint migrate, the documented environment defaults, the labels.
@@ -88,6 +115,9 @@ func testConfig(t *testing.T, tl *tool) {
 			t.Errorf("label %s=%q, want %q", k, c.Labels[k], want)
 		}
 	}
+	if l := c.Labels["io.etcd-migrate.shell"]; !strings.HasPrefix(l, "bash-static ") {
+		t.Errorf("label io.etcd-migrate.shell=%q, want the bash-static package and version", l)
+	}
 	if c.Labels["org.opencontainers.image.revision"] == "" {
 		t.Errorf("no org.opencontainers.image.revision label")
 	}
@@ -124,6 +154,51 @@ func testBinaries(t *testing.T, tl *tool) {
 	}
 }
 
+// testShellAndHelpers: what the Kubernetes GCE manifest needs besides migrate, as an
+// arbitrary UID in a FROM-scratch image: /bin/sh runs (static), /var/log takes an
+// appending redirection, migrate-if-needed.sh returns migrate's exit code (2 for an
+// unbundled target), /usr/local/bin/etcd is etcd-$TARGET_VERSION and refuses a data
+// dir whose version.txt records another version.
+func testShellAndHelpers(t *testing.T, tl *tool) {
+	ctr := tl.oneShotContainer(t, "helpers")
+	user := "4321:4321"
+	sh := func(script string) (int, string) {
+		return tl.oneShot(t, ctr, user, []string{"/bin/sh", "-c", script})
+	}
+	if code, out := sh(`if [ -e /usr/local/bin/migrate-if-needed.sh ]; then echo yes; fi; echo x 1>>/var/log/etcd.log 2>&1 && echo appended`); code != 0 || out != "yes\nappended\n" {
+		t.Errorf("/bin/sh in the image: exit %d, output %q", code, out)
+	}
+	code, out := tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.3.0"}},
+		[]string{"/usr/local/bin/migrate-if-needed.sh"})
+	if code != 2 || !strings.Contains(out, "migrate: error:") {
+		t.Errorf("migrate-if-needed.sh with TARGET_VERSION=3.3.0: exit %d, want migrate's 2 and its error line:\n%s", code, out)
+	}
+	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.6.16"}},
+		[]string{"/usr/local/bin/etcd", "--version"})
+	if code != 0 || !strings.Contains(out, "etcd Version: 3.6.16") {
+		t.Errorf("etcd --version with TARGET_VERSION=3.6.16: exit %d, output %q; want etcd 3.6.16", code, out)
+	}
+	// A data dir left at 3.6.16 (a failed migration) under TARGET_VERSION=3.7.3: the
+	// manifest's exec of etcd must not start etcd 3.7.3 on it.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("3.6.16/etcd3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, mounts: map[string]string{dir: "/var/etcd/data"}},
+		[]string{"/usr/local/bin/etcd", "--name", "x", "--data-dir", "/var/etcd/data"})
+	if want := "version.txt records 3.6.16/etcd3, not the target 3.7.3/etcd3"; code != 2 || !strings.Contains(out, want) {
+		t.Errorf("etcd on a 3.6.16 data dir with TARGET_VERSION=3.7.3: exit %d, want 2 and %q:\n%s", code, want, out)
+	}
+	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.3.0"}},
+		[]string{"/usr/local/bin/etcd", "--version"})
+	if code != 2 || !strings.Contains(out, "TARGET_VERSION=3.3.0 is not bundled") {
+		t.Errorf("etcd with TARGET_VERSION=3.3.0: exit %d, want 2 and a not-bundled line:\n%s", code, out)
+	}
+}
+
 // served is a container whose exec'd etcd answers.
 type served struct {
 	c         *container
@@ -149,6 +224,22 @@ func serve(t *testing.T, tl *tool, name, version string, mounts map[string]strin
 		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
 	}})
+	return waitServed(t, c, url, version, "")
+}
+
+// waitServed waits until the container's etcd answers on url as etcd-<version>, then
+// until a linearizable read answers. logFile, if set, is a file the container's
+// output goes to (a manifest's redirection), shown when it fails.
+func waitServed(t *testing.T, c *container, url, version, logFile string) *served {
+	t.Helper()
+	name := c.name
+	more := func() string {
+		if logFile == "" {
+			return c.log.String()
+		}
+		b, _ := os.ReadFile(logFile)
+		return fmt.Sprintf("%s\n--- %s:\n%s", c.log, logFile, b)
+	}
 	s := &served{c: c, clientURL: url}
 	deadline := c.started.Add(3 * time.Minute)
 	for s.versionAfter == 0 {
@@ -158,11 +249,11 @@ func serve(t *testing.T, tl *tool, name, version string, mounts map[string]strin
 			break
 		}
 		if c.exited() {
-			code, out := c.wait(t, 0)
-			t.Fatalf("container %s exited (%d) instead of serving etcd %s:\n%s", name, code, version, out)
+			code, _ := c.wait(t, 0)
+			t.Fatalf("container %s exited (%d) instead of serving etcd %s:\n%s", name, code, version, more())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("container %s: no etcd %s on %s (last %+v, %v):\n%s", name, version, url, v, err, c.log)
+			t.Fatalf("container %s: no etcd %s on %s (last %+v, %v):\n%s", name, version, url, v, err, more())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -181,7 +272,7 @@ func serve(t *testing.T, tl *tool, name, version string, mounts map[string]strin
 			return s
 		}
 		if c.exited() || time.Now().After(deadline) {
-			t.Fatalf("container %s: etcd %s does not answer reads: %v\n%s", name, version, err, c.log)
+			t.Fatalf("container %s: etcd %s does not answer reads: %v\n%s", name, version, err, more())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

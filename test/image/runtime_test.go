@@ -252,12 +252,52 @@ func (tl *tool) oneShotContainer(t *testing.T, name string) string {
 // code and output.
 func (tl *tool) oneShot(t *testing.T, ctr, user string, argv []string) (int, string) {
 	t.Helper()
+	return tl.oneShotWith(t, ctr, runSpec{user: user}, argv)
+}
+
+// oneShotWith is oneShot with spec's user, env and mounts (its entrypoint and args
+// are not used: argv is the command).
+func (tl *tool) oneShotWith(t *testing.T, ctr string, spec runSpec, argv []string) (int, string) {
+	t.Helper()
+	var opts []string
+	if spec.user != "" {
+		opts = append(opts, "--user", spec.user)
+	}
+	for h, cp := range spec.mounts {
+		opts = append(opts, "-v", h+":"+cp)
+	}
+	for _, k := range sortedKeys(spec.env) {
+		opts = append(opts, "--env", k+"="+spec.env[k])
+	}
 	var cmd *exec.Cmd
 	if tl.name == "buildah" {
-		cmd = tl.cmd(append([]string{"run", "--isolation", "chroot", "--user", user, ctr, "--"}, argv...)...)
+		cmd = tl.cmd(append(append(append([]string{"run", "--isolation", "chroot"}, opts...), ctr, "--"), argv...)...)
 	} else {
-		cmd = tl.cmd(append([]string{"run", "--rm", "--user", user, "--entrypoint", argv[0], tl.image}, argv[1:]...)...)
+		cmd = tl.cmd(append(append(append([]string{"run", "--rm"}, opts...), "--entrypoint", argv[0], tl.image), argv[1:]...)...)
 	}
+	return runExit(t, cmd)
+}
+
+// execIn runs argv inside the running container c, as a kubelet runs an exec probe:
+// with the container's environment (buildah run does not keep it: env repeats it).
+func (tl *tool) execIn(t *testing.T, c *container, env map[string]string, argv []string) (int, string) {
+	t.Helper()
+	var cmd *exec.Cmd
+	if tl.name == "buildah" {
+		args := []string{"run", "--isolation", "chroot"}
+		for _, k := range sortedKeys(env) {
+			args = append(args, "--env", k+"="+env[k])
+		}
+		cmd = tl.cmd(append(append(args, c.name, "--"), argv...)...)
+	} else {
+		cmd = tl.cmd(append([]string{"exec", c.name}, argv...)...)
+	}
+	return runExit(t, cmd)
+}
+
+// runExit runs cmd and returns its exit code and combined output.
+func runExit(t *testing.T, cmd *exec.Cmd) (int, string) {
+	t.Helper()
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
