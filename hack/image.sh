@@ -100,7 +100,9 @@ shell_deb() {
   f=$(ls "$cache"/bash-static_*_"$a".deb 2>/dev/null | tail -n1)
   if [ -z "$f" ]; then
     command -v apt-get >/dev/null 2>&1 || die "the image's /bin/sh comes from Debian's bash-static package and apt-get is not here: set SHELL_DEB to a bash-static_*_$a.deb"
+    # A fresh machine may have no package lists yet: update them once and retry.
     (cd "$cache" && apt-get download "bash-static:$a" >&2) ||
+      { [ "$(id -u)" = 0 ] && apt-get update -qq >&2 && (cd "$cache" && apt-get download "bash-static:$a" >&2); } ||
       die "cannot download bash-static:$a with apt-get: run apt-get update (for another architecture first: dpkg --add-architecture $a), or set SHELL_DEB to a bash-static_*_$a.deb"
     f=$(ls "$cache"/bash-static_*_"$a".deb | tail -n1)
   fi

@@ -5,9 +5,11 @@ package v3backend
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -113,4 +115,20 @@ func (a Auth) String() string {
 		return fmt.Sprintf("disabled (%d users, %d roles)", len(a.Users), len(a.Roles))
 	}
 	return fmt.Sprintf("enabled (revision %d; users %s; roles %s)", a.Revision, strings.Join(a.Users, ","), strings.Join(a.Roles, ","))
+}
+
+// ReadAuthFile reads the auth state of the backend at path, opened read-only (a
+// running etcd holds it locked: then it fails within a second).
+func ReadAuthFile(path string) (Auth, error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return Auth{}, fmt.Errorf("open %s: locked by another process (is etcd running on this data dir?)", path)
+		}
+		return Auth{}, fmt.Errorf("open etcd backend %s: %w", path, err)
+	}
+	defer db.Close()
+	var a Auth
+	err = db.View(func(tx *bolt.Tx) error { a = ReadAuth(tx); return nil })
+	return a, err
 }

@@ -125,6 +125,12 @@ func TestAuthEnabledWalk(t *testing.T) {
 		t.Fatalf("fixture auth state: %s", authBefore)
 	}
 
+	st := runMigrate(t, binDir, dataDir, nil, "status")
+	wantAuth := fmt.Sprintf("auth:        enabled (revision %d; users alice,root; roles reader,root)\n", authBefore.Revision)
+	if st.code != 0 || !strings.Contains(st.stdout, wantAuth) {
+		t.Fatalf("status: exit %d, want %q in:\n%s%s", st.code, wantAuth, st.stdout, st.stderr)
+	}
+
 	start := time.Now()
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
 	if r.code != 0 {

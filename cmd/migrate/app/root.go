@@ -22,6 +22,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -455,6 +456,11 @@ not a directory, or its version.txt is malformed or contradicted by the data.`,
 			}
 			if st.Current != nil && (st.VersionFile == nil || st.CutShort()) {
 				fmt.Fprintf(w, "current:     %s\n", currentText(st))
+			}
+			if st.Detected.Storage == versionfile.StorageEtcd3 {
+				if a, aerr := v3backend.ReadAuthFile(versionfile.BackendPath(dataDir)); aerr == nil {
+					fmt.Fprintf(w, "auth:        %s\n", a)
+				}
 			}
 			printBackup(w, dataDir)
 			return err
