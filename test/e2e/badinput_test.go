@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -367,13 +368,21 @@ func TestHostileInput(t *testing.T) {
 	}
 	passed := 0
 	var failed []string
+	// How long each refusal (exit 2) took from start to exit, for the summary.
+	type refusal struct {
+		name string
+		took time.Duration
+	}
+	var refusals []refusal
 	for _, tc := range cases {
 		reached := false
 		ok := t.Run(tc.name, func(t *testing.T) {
 			s := tc.prepare(t, etcdtest.CopyDir(t, pristine))
 			before := etcdtest.Checksum(t, s.dataDir)
 			args := append([]string{"--target-version=3.7.3", "--exec=false"}, s.args...)
+			start := time.Now()
 			r := runWrapped(t, binDir, s.dataDir, s.env, s.wrap, args...)
+			took := time.Since(start)
 			if tc.want == "" {
 				if r.code != tc.code || strings.Contains(r.stderr, "migrate: error:") {
 					t.Fatalf("exit %d, want %d and no error; stderr:\n%s", r.code, tc.code, r.stderr)
@@ -394,7 +403,10 @@ func TestHostileInput(t *testing.T) {
 				if r.code != tc.code || !strings.Contains(line, want) {
 					t.Fatalf("exit %d, want %d; error line:\n%s\nwant it to contain:\n%s", r.code, tc.code, line, want)
 				}
-				t.Logf("exit %d: %s", r.code, line)
+				t.Logf("exit %d after %v: %s", r.code, took.Round(time.Millisecond), line)
+				if r.code == 2 {
+					refusals = append(refusals, refusal{tc.name, took})
+				}
 			}
 			if !s.changes {
 				if after := etcdtest.Checksum(t, s.dataDir); after != before {
@@ -415,7 +427,14 @@ func TestHostileInput(t *testing.T) {
 	if len(failed) > 0 {
 		t.Logf("hostile inputs failed or skipped: %s", strings.Join(failed, "; "))
 	}
-	etcdtest.Report(t, "hostile", fmt.Sprintf("hostile inputs passed: %d/%d", passed, len(cases)))
+	summary := fmt.Sprintf("hostile inputs passed: %d/%d", passed, len(cases))
+	if n := len(refusals); n > 0 {
+		sort.Slice(refusals, func(i, j int) bool { return refusals[i].took < refusals[j].took })
+		slow := refusals[n-1]
+		summary += fmt.Sprintf("; %d refusals (exit 2) took %d ms median, %d ms at most (%s)", n,
+			refusals[n/2].took.Milliseconds(), slow.took.Milliseconds(), slow.name)
+	}
+	etcdtest.Report(t, "hostile", summary)
 }
 
 // listenLoopback holds a loopback port for the rest of the test and returns it.

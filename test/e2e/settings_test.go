@@ -165,14 +165,15 @@ func TestCredsStepFlagsStripped(t *testing.T) {
 		}
 	}
 	// What is not stripped reaches the step's etcd, last on its command line (which
-	// it logs), and the stripped flags do not.
+	// it logs) but for the private listener's TLS flags, and the stripped flags do
+	// not.
 	running := ""
 	for _, l := range strings.Split(r.stderr, "\n") {
 		if strings.Contains(l, `\"msg\":\"Running: \"`) {
 			running = l
 		}
 	}
-	if !strings.Contains(running, `\"--max-request-bytes=2000000\"]`) {
+	if !strings.Contains(running, `\"--max-request-bytes=2000000\",\"--cert-file=`) || !strings.HasSuffix(running, `\"--client-cert-auth=true\"]}"`) {
 		t.Errorf("--max-request-bytes is not last on the step's command line: %s", running)
 	}
 	for _, f := range []string{"--snapshot-count=100000", "--log-outputs", "--heartbeat-interval=500"} {
