@@ -1,13 +1,8 @@
 package migrate
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v2error"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
@@ -27,46 +22,12 @@ func checkNoV2Content(dataDir string, p versionfile.Pair, s versionfile.State) e
 	if minor, known := s.MinorFromData(); known && versionfile.CompareMinor(versionfile.MustVersion(minor+".0"), versionfile.MustVersion("3.5.0")) > 0 {
 		return nil
 	}
-	n, err := countV2Nodes(dataDir)
+	content, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, "", "/")
 	if err != nil {
 		return fmt.Errorf("version.txt says %s and the v3 backend of %s holds no key: %w", p, dataDir, err)
 	}
-	if n > 0 {
+	if n := content.Keys + content.Dirs; n > 0 {
 		return fmt.Errorf("version.txt says %s but the data is etcd2: its v2 store holds %d keys and directories and its v3 backend none; fix version.txt to %s/etcd2 (the etcd that served it, with etcd2 storage)", p, n, p.Version)
 	}
 	return nil
-}
-
-// countV2Nodes rebuilds dataDir's v2 store as etcd does at start (newest snapshot
-// plus WAL replay, read only) and counts the user keys and directories in it.
-func countV2Nodes(dataDir string) (int, error) {
-	tmp, err := os.MkdirTemp("", "migrate-v2check-")
-	if err != nil {
-		return 0, err
-	}
-	defer os.RemoveAll(tmp)
-	res, err := v2tov3.LoadStore(zap.NewNop(), dataDir, filepath.Join(tmp, "values"))
-	if err != nil {
-		return 0, fmt.Errorf("read its v2 store: %w", err)
-	}
-	defer res.Close()
-	// User keys live below /1 (etcd's StoreKeysPrefix); /0 is membership.
-	ev, err := res.Store.Get("/1", true, false)
-	var verr *v2error.Error
-	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read its v2 keys: %w", err)
-	}
-	n := 0
-	var walk func(nodes v2store.NodeExterns)
-	walk = func(nodes v2store.NodeExterns) {
-		for _, nd := range nodes {
-			n++
-			walk(nd.Nodes)
-		}
-	}
-	walk(ev.Node.Nodes)
-	return n, nil
 }

@@ -25,10 +25,10 @@ type V2Content struct {
 	// MetaOnly: nothing but membership; etcd 3.6+ accepts the data as it is
 	// (etcd's own membership.IsMetaStoreOnly).
 	MetaOnly bool
-	// Keys counts the v2 keys (directories are not keys); OutsidePrefix those not
-	// under the Kubernetes prefix, FirstOutside the first of them in key order.
-	Keys, OutsidePrefix int
-	FirstOutside        string
+	// Keys counts the v2 keys and Dirs the directories; OutsidePrefix the keys
+	// not under the Kubernetes prefix, FirstOutside the first of them in key order.
+	Keys, Dirs, OutsidePrefix int
+	FirstOutside              string
 	// Top are the names of the top-level nodes of the v2 keyspace ("/registry"),
 	// hidden ones included: what a recursive v2 delete of everything names.
 	Top []string
@@ -81,6 +81,9 @@ func v2Content(st v2store.Store, prefix string) (V2Content, error) {
 	var walk func(n *v2store.NodeExtern)
 	walk = func(n *v2store.NodeExtern) {
 		if n.Dir {
+			if n.Key != keysPrefix {
+				c.Dirs++
+			}
 			for _, ch := range n.Nodes {
 				walk(ch)
 			}
