@@ -31,6 +31,10 @@ type State struct {
 	// KeyRevisions counts the key bucket's entries: 0 means no v3 key was ever
 	// written (etcd 3.x serving etcd2 data still creates the backend).
 	KeyRevisions int
+	// WALClusterVersion is the cluster version the WAL sets after the newest
+	// snapshot, when that is a newer minor than the backend records: a step cut
+	// short before its etcd's backend committed the version it set.
+	WALClusterVersion string
 }
 
 // MinorFromData is the major.minor the backend shows it was last written by, and
@@ -38,7 +42,7 @@ type State struct {
 // else the term (3.5+), else nothing certain (etcd 3.3 and older, or a 3.4 that
 // never decided its cluster version).
 func (s State) MinorFromData() (string, bool) {
-	for _, v := range []string{s.StorageVersion, s.ClusterVersion} {
+	for _, v := range []string{s.WALClusterVersion, s.StorageVersion, s.ClusterVersion} {
 		if v == "" {
 			continue
 		}
@@ -66,6 +70,9 @@ func (s State) String() string {
 	}
 	if s.ClusterVersion != "" {
 		parts = append(parts, "cluster version "+s.ClusterVersion)
+	}
+	if s.WALClusterVersion != "" {
+		parts = append(parts, "cluster version "+s.WALClusterVersion+" in the WAL, not yet in the backend")
 	}
 	if len(parts) == 0 {
 		if s.HasTerm {
@@ -137,6 +144,9 @@ func DetectMemberDir(dataDir, memberDir string) (State, error) {
 			return State{}, err
 		}
 		st.Storage = StorageEtcd3
+		if err := st.addWALClusterVersion(memberDir); err != nil {
+			return State{}, fmt.Errorf("data dir %s: %w", dataDir, err)
+		}
 		return st, nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return State{}, fmt.Errorf("stat %s: %w", backend, err)
@@ -146,6 +156,27 @@ func DetectMemberDir(dataDir, memberDir string) (State, error) {
 		return State{Storage: StorageEtcd2}, nil
 	}
 	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, backend, walDir)
+}
+
+// addWALClusterVersion records the WAL's cluster version when it is a newer minor
+// than the backend's (only an upgrade step cut short leaves that; a rollback's
+// lower version is the step's own business, and its backend follows).
+func (s *State) addWALClusterVersion(memberDir string) error {
+	v, err := walClusterVersion(memberDir)
+	if err != nil || v == "" {
+		return err
+	}
+	wv, err := semver.NewVersion(v)
+	if err != nil {
+		return nil
+	}
+	if minor, known := s.MinorFromData(); known {
+		if bv, err := semver.NewVersion(minor + ".0"); err == nil && !bv.LessThan(semver.Version{Major: wv.Major, Minor: wv.Minor}) {
+			return nil
+		}
+	}
+	s.WALClusterVersion = v
+	return nil
 }
 
 func readBackend(path string) (State, error) {

@@ -1,0 +1,85 @@
+package versionfile
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/pkg/v3/pbutil"
+	"go.etcd.io/etcd/server/v3/storage/wal"
+	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+)
+
+// walClusterVersion is the last cluster version the WAL of memberDir sets after the
+// newest snapshot etcd would start from ("" when it sets none). etcd replays those
+// entries at start, so a step whose etcd raised the cluster version and was killed
+// before its backend committed it (the backend commits every 100 ms) leaves the new
+// version here only; an older etcd started on that data replays it and refuses to
+// run ("invalid downgrade"). Measured with a 3.5.35 killed right after its /version
+// said 3.5.0: the backend still said 3.4.0 and etcd 3.4.13 then exited.
+func walClusterVersion(memberDir string) (string, error) {
+	walDir, snapDir := filepath.Join(memberDir, "wal"), filepath.Join(memberDir, "snap")
+	lg := zap.NewNop()
+	if !wal.Exist(walDir) {
+		return "", nil
+	}
+	snaps, err := wal.ValidSnapshotEntries(lg, walDir)
+	if err != nil {
+		return "", fmt.Errorf("read WAL %s: %w", walDir, err)
+	}
+	// The newest snapshot the WAL records whose file is there, as etcd picks it.
+	at := walpb.Snapshot{}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		name := fmt.Sprintf("%016x-%016x.snap", snaps[i].Term, snaps[i].Index)
+		if _, err := os.Stat(filepath.Join(snapDir, name)); err == nil {
+			at = snaps[i]
+			break
+		}
+	}
+	w, err := wal.OpenForRead(lg, walDir, at)
+	if err != nil {
+		return "", fmt.Errorf("open WAL %s: %w", walDir, err)
+	}
+	defer w.Close()
+	_, _, ents, err := w.ReadAll()
+	if err != nil && !errors.Is(err, wal.ErrSnapshotNotFound) {
+		return "", fmt.Errorf("read WAL %s: %w", walDir, err)
+	}
+	last := ""
+	for _, e := range ents {
+		if v := setClusterVersion(e); v != "" {
+			last = v
+		}
+	}
+	return last, nil
+}
+
+// setClusterVersion is the version an entry sets the cluster version to: a v3
+// ClusterVersionSet (3.5+), or the v2 PUT /0/version that 3.4 and 3.5 write.
+func setClusterVersion(e raftpb.Entry) string {
+	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+		return ""
+	}
+	var rr pb.InternalRaftRequest
+	var v2 *pb.Request
+	if pbutil.MaybeUnmarshal(&rr, e.Data) {
+		if rr.ClusterVersionSet != nil {
+			return rr.ClusterVersionSet.Ver
+		}
+		v2 = rr.V2
+	} else {
+		var r pb.Request
+		if r.Unmarshal(e.Data) != nil {
+			return ""
+		}
+		v2 = &r
+	}
+	if v2 != nil && v2.Method == "PUT" && v2.Path == "/0/version" {
+		return v2.Val
+	}
+	return ""
+}
