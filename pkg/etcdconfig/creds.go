@@ -156,14 +156,16 @@ func parseCreds(fields []string, singleMember bool, what string) (*Creds, error)
 func loopbackOnly(a Arg) error {
 	for _, raw := range strings.Split(a.Value, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
-		if err != nil || !isLoopback(u.Hostname()) {
+		if err != nil || !IsLoopback(u.Hostname()) {
 			return fmt.Errorf("%s sets --%s=%s: the migration etcd listens on loopback only; give the final etcd its listen URLs after --", credsWhat, a.Name, a.Value)
 		}
 	}
 	return nil
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host (a URL's host name) is a loopback address or
+// localhost.
+func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}

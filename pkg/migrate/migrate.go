@@ -363,7 +363,7 @@ func (c *Config) preflight(plan []steps.Step) error {
 	if err != nil || u.Port() == "" {
 		return fmt.Errorf("private client URL %q is not a URL with a port (LISTEN_CLIENT_URLS)", c.ClientURL)
 	}
-	if !isLoopback(u.Hostname()) {
+	if !etcdconfig.IsLoopback(u.Hostname()) {
 		return fmt.Errorf("private client URL %s is not loopback: the migration etcd must not be reachable from outside; use http://127.0.0.1:<port>", c.ClientURL)
 	}
 	if err := checkFree("client", u.Host); err != nil {
@@ -449,14 +449,6 @@ func checkExecutable(path string) error {
 		return fmt.Errorf("bundled binary %s is not an executable file (mode %s): chmod +x it or fix --bin-dir", path, fi.Mode())
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func checkFree(what, hostport string) error {

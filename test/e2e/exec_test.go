@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
-	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 )
 
 // TestExecReplacesProcess: without --exec=false, migrate walks the data and then
@@ -24,41 +20,7 @@ func TestExecReplacesProcess(t *testing.T) {
 	cmd := migrateCmd(t, binDir, dataDir, nil, "--target-version=3.7.3", "--",
 		"--name=etcd-member", "--listen-client-urls="+url, "--advertise-client-urls="+url,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-
-	deadline := time.Now().Add(60 * time.Second)
-	var v etcdproc.ServerVersions
-	for {
-		var err error
-		v, err = etcdproc.GetVersions(context.Background(), url)
-		if err == nil && v.Server == "3.7.3" {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("migrate exited (%v) instead of becoming etcd:\n%s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing served %s as etcd 3.7.3 (last %+v, %v):\n%s", url, v, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pid, v, _ := execServing(t, cmd, url, "3.7.3")
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 	if err != nil {
 		t.Fatal(err)

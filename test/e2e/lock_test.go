@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
-	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 )
 
 // onlyDataDirMounted runs a command in a private mount namespace in which parent
@@ -55,39 +53,7 @@ func serveByExec(t *testing.T, binDir, dataDir string, wrap []string) int {
 		cmd.Path = p
 		cmd.Args = append(append([]string(nil), wrap...), cmd.Args...)
 	}
-	var stderr etcdtest.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		v, err := etcdproc.GetVersions(context.Background(), url)
-		if err == nil && v.Server == "3.4.13" {
-			break
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("migrate exited (%v) instead of becoming etcd:\n%s", err, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing served %s (%v):\n%s", url, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	pid, _, _ := execServing(t, cmd, url, "3.4.13")
 	return pid
 }
 

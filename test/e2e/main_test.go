@@ -4,15 +4,19 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 )
 
 const fixture34 = "etcd3-3.4.13.tar.gz"
@@ -108,4 +112,47 @@ func errorLine(t *testing.T, r result) string {
 		t.Fatalf("want exactly one error line, got %d; stderr:\n%s", len(lines), r.stderr)
 	}
 	return lines[0]
+}
+
+// execServing starts cmd, a migrate that execs etcd, and waits until url answers
+// /version as etcd server version target; it fails the test if migrate exits first
+// or nothing serves within a minute. The process (migrate, then etcd: same pid) is
+// stopped at cleanup: SIGTERM, SIGKILL after 10 s. It returns the pid, the versions
+// etcd reported and migrate's stderr up to then.
+func execServing(t *testing.T, cmd *exec.Cmd, url, target string) (int, etcdproc.ServerVersions, string) {
+	t.Helper()
+	var stderr etcdtest.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-done: // the test saw it exit
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-exited
+		}
+	})
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		v, err := etcdproc.GetVersions(context.Background(), url)
+		if err == nil && v.Server == target {
+			return pid, v, stderr.String()
+		}
+		select {
+		case err := <-exited:
+			close(done)
+			t.Fatalf("migrate exited (%v) instead of becoming etcd %s:\n%s", err, target, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing served %s as etcd %s (last %+v, %v):\n%s", url, target, v, err, stderr.String())
+		}
+	}
 }

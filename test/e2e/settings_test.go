@@ -1,18 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
-	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 )
 
 // execAndServe runs migrate (with exec) on dataDir to target with etcdArgs after --
@@ -27,38 +24,8 @@ func execAndServe(t *testing.T, binDir, dataDir string, env []string, target str
 		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer)}, etcdArgs...)
 	cmd := migrateCmd(t, binDir, dataDir, env, args...)
-	var stderr etcdtest.SyncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		v, err := etcdproc.GetVersions(context.Background(), url)
-		if err == nil && v.Server == target {
-			return stderr.String()
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("migrate exited (%v) instead of becoming etcd %s:\n%s", err, target, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing served %s as etcd %s (last %+v, %v):\n%s", url, target, v, err, stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	_, _, stderr := execServing(t, cmd, url, target)
+	return stderr
 }
 
 // TestExecWithShadowedEnv: ETCD_NAME in the environment and --name after -- (both
