@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-semver/semver"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -75,8 +74,8 @@ func getVersions(ctx context.Context, hc *http.Client, clientURL string) (Server
 
 // AtMinor reports whether the semver string s has the given major.minor ("3.6").
 func AtMinor(s, minor string) bool {
-	v, err := semver.NewVersion(s)
-	return err == nil && fmt.Sprintf("%d.%d", v.Major, v.Minor) == minor
+	v, err := versionfile.ParseVersion(s)
+	return err == nil && versionfile.MinorString(v) == minor
 }
 
 // needsStorageVersion: etcd 3.6+ records a storage version in the backend that must

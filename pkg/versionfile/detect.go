@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-semver/semver"
 	"github.com/hashicorp/go-version"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/server/v3/storage/schema"
@@ -46,8 +45,8 @@ func (s State) MinorFromData() (string, bool) {
 		if v == "" {
 			continue
 		}
-		if sv, err := semver.NewVersion(v); err == nil {
-			return fmt.Sprintf("%d.%d", sv.Major, sv.Minor), true
+		if sv, err := ParseVersion(v); err == nil {
+			return MinorString(sv), true
 		}
 	}
 	if s.HasTerm {
@@ -166,12 +165,12 @@ func (s *State) addWALClusterVersion(memberDir string) error {
 	if err != nil || v == "" {
 		return err
 	}
-	wv, err := semver.NewVersion(v)
+	wv, err := ParseVersion(v)
 	if err != nil {
 		return nil
 	}
 	if minor, known := s.MinorFromData(); known {
-		if bv, err := semver.NewVersion(minor + ".0"); err == nil && !bv.LessThan(semver.Version{Major: wv.Major, Minor: wv.Minor}) {
+		if bv, err := version.NewVersion(minor + ".0"); err == nil && CompareMinor(bv, wv) >= 0 {
 			return nil
 		}
 	}
