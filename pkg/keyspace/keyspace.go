@@ -73,9 +73,9 @@ func Of(dataDir string) (*Digest, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("keyspace digest: %w", err)
 	}
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	db, err := v3backend.OpenReadOnly(path)
 	if err != nil {
-		return nil, fmt.Errorf("keyspace digest: open %s: %w", path, err)
+		return nil, fmt.Errorf("keyspace digest: %w", err)
 	}
 	defer db.Close()
 	d := &Digest{leased: map[string]leasedKey{}, leases: map[int64]int64{}}

@@ -12,7 +12,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -34,9 +33,9 @@ type Key struct {
 // remaining TTL when etcd recorded one, else its TTL (what etcd grants it at start).
 func ReadKeyspace(dataDir string) ([]Key, error) {
 	p := versionfile.BackendPath(dataDir)
-	db, err := bolt.Open(p, 0o400, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := v3backend.OpenReadOnly(p)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", p, err)
+		return nil, err
 	}
 	defer db.Close()
 	latest := map[string]Key{}

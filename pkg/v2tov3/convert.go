@@ -157,9 +157,9 @@ func refuseV3Keys(dataDir string) error {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := v3backend.OpenReadOnly(path)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return err
 	}
 	defer db.Close()
 	n := 0
@@ -360,9 +360,9 @@ type backendSum struct {
 // backendDigest reads a backend back (read-only) and hashes it like digest: every
 // key revision in revision order with its lease's TTL.
 func backendDigest(path string) (backendSum, error) {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true})
+	db, err := v3backend.OpenReadOnly(path)
 	if err != nil {
-		return backendSum{}, fmt.Errorf("open %s: %w", path, err)
+		return backendSum{}, err
 	}
 	defer db.Close()
 	var sum backendSum

@@ -117,15 +117,29 @@ func (a Auth) String() string {
 	return fmt.Sprintf("enabled (revision %d; users %s; roles %s)", a.Revision, strings.Join(a.Users, ","), strings.Join(a.Roles, ","))
 }
 
-// ReadAuthFile reads the auth state of the backend at path, opened read-only (a
-// running etcd holds it locked: then it fails within a second).
-func ReadAuthFile(path string) (Auth, error) {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+// LockWait is how long OpenReadOnly waits for the backend's file lock: a running
+// etcd holds it for as long as it runs, a stopped one has released it.
+const LockWait = 2 * time.Second
+
+// OpenReadOnly opens the etcd backend at path read-only, without changing a byte.
+// Every offline reader goes through it, so a backend some etcd still holds gives
+// one error, within LockWait.
+func OpenReadOnly(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: LockWait})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: locked by another process (is etcd running on this data dir?)", path)
+	}
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return Auth{}, fmt.Errorf("open %s: locked by another process (is etcd running on this data dir?)", path)
-		}
-		return Auth{}, fmt.Errorf("open etcd backend %s: %w", path, err)
+		return nil, fmt.Errorf("open etcd backend %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// ReadAuthFile reads the auth state of the backend at path (read-only).
+func ReadAuthFile(path string) (Auth, error) {
+	db, err := OpenReadOnly(path)
+	if err != nil {
+		return Auth{}, err
 	}
 	defer db.Close()
 	var a Auth

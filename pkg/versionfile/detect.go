@@ -6,11 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-version"
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/server/v3/storage/schema"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
 
 // State is what the data in a data dir says about itself, independent of version.txt.
@@ -179,12 +180,9 @@ func (s *State) addWALClusterVersion(memberDir string) error {
 }
 
 func readBackend(path string) (State, error) {
-	db, err := bolt.Open(path, 0o400, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	db, err := v3backend.OpenReadOnly(path)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return State{}, fmt.Errorf("open %s: locked by another process (is etcd running on this data dir?)", path)
-		}
-		return State{}, fmt.Errorf("open etcd backend %s: %w", path, err)
+		return State{}, err
 	}
 	defer db.Close()
 	var st State
