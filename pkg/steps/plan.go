@@ -71,8 +71,8 @@ func (s Step) String() string {
 	}
 }
 
-// ErrNotSupported marks moves that a later release of this tool will plan
-// (rollbacks, etcd2); the message says what works today.
+// ErrNotSupported marks moves the bundled binaries cannot make (etcd2-mode
+// upgrades, rollbacks below the oldest bundled minor); the message says what works.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Plan returns the ordered steps that bring data at current to target using only

@@ -88,7 +88,7 @@ type resolved struct {
 	bundled  string
 }
 
-// resolve applies DESIGN §1's precedence: a flag set on the command line, else its
+// resolve applies the documented precedence (README: Flags and environment): a flag set on the command line, else its
 // environment variable, else, for the member's name and peer settings, what the
 // served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
 // variables it reads), else the default.
@@ -277,7 +277,7 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 }
 
 // rootLong is the root command's help: what it does, every environment variable it
-// reads and the exit codes (DESIGN §1).
+// reads and the exit codes (README: Flags and environment).
 const rootLong = `migrate brings the etcd data directory from the version recorded in its version.txt
 to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd binaries,
 then replaces itself with etcd-<target> and the ETCD-ARGS given after --.
@@ -512,7 +512,7 @@ func currentText(st migrate.Status) string {
 	return st.Current.String()
 }
 
-// ExitCode maps errors to DESIGN §1's codes (2 bad configuration or input, nothing
+// ExitCode maps errors to the documented exit codes (2 bad configuration or input, nothing
 // touched; 1 a step failed) and prints the one "migrate: error:" line to stderr.
 func ExitCode(err error) int { return exitCode(err) }
 
