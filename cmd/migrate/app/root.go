@@ -88,9 +88,9 @@ type resolved struct {
 	bundled  string
 }
 
-// resolve applies the documented precedence (README: Flags and environment): a flag set on the command line, else its
-// environment variable, else, for the member's name and peer settings, what the
-// served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
+// resolve applies the precedence README's "Flags and environment" documents: a flag
+// set on the command line, else its environment variable, else, for the member's
+// name and peer settings, what the served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
 // variables it reads), else the default.
 func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
 	pick := func(flag, env string) string {
