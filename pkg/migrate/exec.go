@@ -43,8 +43,8 @@ func sameDir(a, b string) bool {
 // neither they nor ETCD_DATA_DIR set one, plus --enable-v2 for an etcd2 target.
 func (c *Config) execArgs(userArgs []string) []string {
 	args := userArgs
-	if !etcdconfig.HasFlag(userArgs, "data-dir") && os.Getenv(etcdconfig.FlagToEnv("data-dir")) == "" {
-		args = EtcdArgs(c.DataDir, userArgs)
+	if os.Getenv(etcdconfig.FlagToEnv("data-dir")) == "" {
+		args = EtcdArgs(c.DataDir, userArgs) // adds it unless the args set one
 	}
 	if c.Target.Storage == versionfile.StorageEtcd2 && c.Target.Major() >= 3 && !etcdconfig.HasFlag(args, "enable-v2") {
 		args = append(append([]string(nil), args...), "--enable-v2=true") // etcd2 data is served by the v2 API

@@ -144,7 +144,7 @@ func (e *Executor) run(ctx context.Context, s Step) error {
 		}
 		var t []any
 		if s.Kind != KindRollbackMinor {
-			t, err = e.upgradeMinor(ctx, s)
+			t, err = e.upgrade(ctx, s)
 		} else {
 			t, err = e.rollbackMinor(ctx, s)
 		}
@@ -258,11 +258,12 @@ func (e *Executor) v2ToV3(ctx context.Context, s Step) ([]any, error) {
 	return append(t, "keys", res.Keys, "leases", res.Leases, "expired_skipped", res.Expired, "digest", res.Digest, "convert_ms", convertMs), nil
 }
 
-// upgradeMinor runs etcd of To on the data. Before a hop into 3.6 the data's 3.5
+// upgrade (a minor or patch step) runs etcd of To on the data. Before a hop into
+// 3.6 the data's 3.5
 // etcd first deletes the v2 content preflight found, and saves a snapshot past the
 // deletes: etcd 3.6 rebuilds its v2 store from that snapshot and the WAL after it,
 // and refuses to start if it holds anything but membership.
-func (e *Executor) upgradeMinor(ctx context.Context, s Step) ([]any, error) {
+func (e *Executor) upgrade(ctx context.Context, s Step) ([]any, error) {
 	var dropped []any
 	if e.dropsV2(s, s.From.Version) {
 		start := time.Now()
@@ -277,9 +278,10 @@ func (e *Executor) upgradeMinor(ctx context.Context, s Step) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
+		ms := time.Since(start).Milliseconds()
 		e.Logger.Info("dropped the v2 store's content before etcd 3.6", "step", string(s.Kind), "etcd", s.From.Version.String(),
-			"v2_top_level_nodes", len(e.DropV2Top), "duration_ms", time.Since(start).Milliseconds())
-		dropped = []any{"v2_content_dropped_ms", time.Since(start).Milliseconds()}
+			"v2_top_level_nodes", len(e.DropV2Top), "duration_ms", ms)
+		dropped = []any{"v2_content_dropped_ms", ms}
 		e.DropV2Top = nil
 	}
 	t, err := e.runEtcd(ctx, s, s.To.Version, nil)
@@ -437,7 +439,7 @@ func (e *Executor) runEtcd(ctx context.Context, s Step, v *version.Version, afte
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
 	}
 	defer c.Close()
-	if (s.Kind == KindUpgradeMinor || s.Kind == KindUpgradePatch) && versionfile.CompareMinor(v, versionfile.MustVersion("3.6.0")) >= 0 {
+	if (s.Kind == KindUpgradeMinor || s.Kind == KindUpgradePatch) && versionfile.CompareMinor(v, v36) >= 0 {
 		// A downgrade job left in the data would hold the cluster version down.
 		if err := p.WaitWrite(ctx, c); err != nil {
 			return nil, fmt.Errorf("step %s: %w", s, err)
