@@ -26,8 +26,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-migrate/etcd-migrate/internal/durable"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // Path is the backup of dataDir.
@@ -122,7 +123,7 @@ func CleanStale(dataDir string) ([]string, error) {
 		}
 	}
 	if len(done) > 0 {
-		if err := versionfile.SyncDir(filepath.Dir(dst)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
 			return done, err
 		}
 	}
@@ -146,7 +147,7 @@ func writeRecord(dataDir string, r Record) error {
 	if err != nil {
 		return err
 	}
-	if err := versionfile.WriteFileDurable(RecordPath(dataDir), append(b, '\n'), 0o600); err != nil {
+	if err := durable.WriteFile(RecordPath(dataDir), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("backup record %s: %w", RecordPath(dataDir), err)
 	}
 	return nil
@@ -219,7 +220,7 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 		return nil, fmt.Errorf("install backup %s: %w", dst, err)
 	}
 	done = true
-	if err := versionfile.SyncDir(parent); err != nil {
+	if err := durable.SyncDir(parent); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(old); err != nil {
@@ -252,7 +253,7 @@ func copyTree(ctx context.Context, src, dst string, res *Result) error {
 		if rel == "." {
 			return nil
 		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), versionfile.WorkDirPrefix) {
+		if d.IsDir() && strings.HasPrefix(d.Name(), datadir.WorkDirPrefix) {
 			return fs.SkipDir // a step's scratch space, not data
 		}
 		target := filepath.Join(dst, rel)
@@ -337,6 +338,6 @@ func syncTree(root string) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		return versionfile.SyncDir(path)
+		return durable.SyncDir(path)
 	})
 }

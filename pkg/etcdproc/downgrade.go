@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -113,7 +114,7 @@ func SaveSnapshotFile(ctx context.Context, c *clientv3.Client, path string) erro
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return versionfile.SyncDir(filepath.Dir(path))
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 func downgradeName(a clientv3.DowngradeAction) string {

@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -203,7 +201,7 @@ func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64,
 		want = st.RaftIndex
 	}
 	for {
-		idx, err := NewestSnapshotIndex(p.cfg.DataDir)
+		idx, err := datadir.NewestSnapshotIndex(p.cfg.DataDir)
 		if err != nil {
 			return 0, err
 		}
@@ -217,29 +215,4 @@ func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64,
 			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, err)
 		}
 	}
-}
-
-// NewestSnapshotIndex is the raft index of the newest member/snap/<term>-<index>.snap
-// file, 0 when there is none.
-func NewestSnapshotIndex(dataDir string) (uint64, error) {
-	names, err := filepath.Glob(filepath.Join(versionfile.SnapDir(dataDir), "*.snap"))
-	if err != nil {
-		return 0, err
-	}
-	var newest uint64
-	for _, n := range names {
-		base := strings.TrimSuffix(filepath.Base(n), ".snap")
-		_, idxHex, ok := strings.Cut(base, "-")
-		if !ok {
-			continue
-		}
-		idx, err := strconv.ParseUint(idxHex, 16, 64)
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(n); err == nil && idx > newest {
-			newest = idx
-		}
-	}
-	return newest, nil
 }

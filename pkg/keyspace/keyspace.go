@@ -18,8 +18,8 @@ import (
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // Digest sums the live keys: every key's record (key, value, create and mod
@@ -69,7 +69,7 @@ const releaseEvery = 8192
 // hold the data).
 func Of(dataDir string) (*Digest, error) {
 	start := time.Now()
-	path := versionfile.BackendPath(dataDir)
+	path := datadir.BackendPath(dataDir)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("keyspace digest: %w", err)
 	}

@@ -12,13 +12,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/etcd-migrate/etcd-migrate/internal/durable"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 const (
 	// WorkDirPrefix starts the name of every work dir in a data dir.
-	WorkDirPrefix = versionfile.WorkDirPrefix
+	WorkDirPrefix = datadir.WorkDirPrefix
 	oldMember     = "member.orig"
 	targetFile    = "target-version.txt"
 )
@@ -40,7 +42,7 @@ func Begin(dataDir, name string, target versionfile.Pair) (*Work, error) {
 		return nil, fmt.Errorf("create %s: %w", w.Dir, err)
 	}
 	// Recover compares it with version.txt to tell a finished step from one cut short.
-	if err := versionfile.WriteFileDurable(filepath.Join(w.Dir, targetFile), []byte(target.String()+"\n"), 0o600); err != nil {
+	if err := durable.WriteFile(filepath.Join(w.Dir, targetFile), []byte(target.String()+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -74,10 +76,10 @@ func (w *Work) Replace(newMember string) error {
 		return fmt.Errorf("install %s: %w", newMember, err)
 	}
 	w.replaced = true
-	if err := versionfile.SyncDir(w.DataDir); err != nil {
+	if err := durable.SyncDir(w.DataDir); err != nil {
 		return err
 	}
-	return versionfile.SyncDir(w.Dir)
+	return durable.SyncDir(w.Dir)
 }
 
 // Cleanup removes every work dir (and the original member dir kept in it) once
@@ -88,7 +90,7 @@ func Cleanup(dataDir string) error {
 			return fmt.Errorf("remove %s: %w", w, err)
 		}
 	}
-	return versionfile.SyncDir(dataDir)
+	return durable.SyncDir(dataDir)
 }
 
 func workDirs(dataDir string) []string {
@@ -139,7 +141,7 @@ func Recover(dataDir string) (recovered bool, err error) {
 		if err := os.Rename(old, member); err != nil {
 			return false, fmt.Errorf("recover %s: restore %s: %w", w, member, err)
 		}
-		if err := versionfile.SyncDir(dataDir); err != nil {
+		if err := durable.SyncDir(dataDir); err != nil {
 			return false, err
 		}
 	}

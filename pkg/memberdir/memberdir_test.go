@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -78,7 +79,7 @@ func TestRecover(t *testing.T) {
 		if err := os.Rename(filepath.Join(d, "member"), w.Path(oldMember)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := versionfile.Detect(d); err == nil {
+		if _, err := datadir.Detect(d); err == nil {
 			t.Fatal("Detect must refuse a data dir whose member dir sits in a work dir")
 		}
 		if rec, err := Recover(d); !rec || err != nil {

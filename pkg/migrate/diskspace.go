@@ -7,9 +7,9 @@ import (
 	"strings"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // checkDiskSpace refuses a run its file systems cannot hold, before anything is
@@ -87,7 +87,7 @@ func allocatedSize(dataDir string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), versionfile.WorkDirPrefix) {
+		if d.IsDir() && strings.HasPrefix(d.Name(), datadir.WorkDirPrefix) {
 			return fs.SkipDir
 		}
 		if !d.Type().IsRegular() {

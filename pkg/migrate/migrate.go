@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
@@ -103,7 +104,7 @@ func inputErr(err error) error {
 type Status struct {
 	DataDir     string
 	VersionFile *versionfile.Pair // nil when version.txt is missing
-	Detected    versionfile.State
+	Detected    datadir.State
 	// Current is the pair planning starts from: version.txt, else what the data
 	// tells; nil for an empty data dir. When a step cut short moved the data one
 	// minor from version.txt, it is the data's minor with the patch unknown.
@@ -125,11 +126,11 @@ func Inspect(dataDir string) (Status, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return st, inputErr(fmt.Errorf("data dir %s: %w", dataDir, err))
 	}
-	detected, err := versionfile.Detect(dataDir)
+	detected, err := datadir.Detect(dataDir)
 	orig, swapped := memberdir.Unrecorded(dataDir)
 	if swapped {
 		// A run first puts the original member dir back: judge that one.
-		detected, err = versionfile.DetectMemberDir(dataDir, orig)
+		detected, err = datadir.DetectMemberDir(dataDir, orig)
 	}
 	if err != nil {
 		return st, inputErr(err)
@@ -160,7 +161,7 @@ func Inspect(dataDir string) (Status, error) {
 		if detected.Empty {
 			return st, nil
 		}
-		p, err := versionfile.FromState(detected)
+		p, err := datadir.FromState(detected)
 		if err != nil {
 			return st, inputErr(fmt.Errorf("%s has no %s: %w", dataDir, versionfile.FileName, err))
 		}
@@ -390,19 +391,19 @@ func (c *Config) checkWALDir(plan []steps.Step) error {
 	if c.WALDir == "" {
 		return nil
 	}
-	if filepath.Clean(c.WALDir) == versionfile.WALDir(c.DataDir) {
+	if filepath.Clean(c.WALDir) == datadir.WALDir(c.DataDir) {
 		c.WALDir = "" // etcd's own place: nothing separate
 		return nil
 	}
 	for _, s := range plan {
 		if steps.RewritesMemberDir(s) {
 			return fmt.Errorf("%s: a separate WAL dir (%s) is not supported for this step, which writes a new member dir: move the WAL into %s for the migration (etcd stopped: mv %s/* %s/) and drop --wal-dir/ETCD_WAL_DIR, or choose a target reached by upgrades and 3.6+ rollbacks only",
-				s, c.WALDir, versionfile.WALDir(c.DataDir), c.WALDir, versionfile.WALDir(c.DataDir))
+				s, c.WALDir, datadir.WALDir(c.DataDir), c.WALDir, datadir.WALDir(c.DataDir))
 		}
 	}
 	wals, err := filepath.Glob(filepath.Join(c.WALDir, "*.wal"))
 	if err != nil || len(wals) == 0 {
-		return fmt.Errorf("the WAL dir %s (--wal-dir/ETCD_WAL_DIR) holds no WAL files, but the data dir %s holds etcd data: point --wal-dir at this member's WAL, or drop it if the WAL is in %s", c.WALDir, c.DataDir, versionfile.WALDir(c.DataDir))
+		return fmt.Errorf("the WAL dir %s (--wal-dir/ETCD_WAL_DIR) holds no WAL files, but the data dir %s holds etcd data: point --wal-dir at this member's WAL, or drop it if the WAL is in %s", c.WALDir, c.DataDir, datadir.WALDir(c.DataDir))
 	}
 	return nil
 }

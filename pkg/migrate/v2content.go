@@ -5,6 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -15,7 +16,7 @@ import (
 // be left behind in the v2 store. Only data etcd 3.5 or older may have served (the
 // last with the v2 API) is read, and only when the backend has no key, so the cost
 // stays with data that has no v3 keyspace to migrate.
-func checkNoV2Content(dataDir string, p versionfile.Pair, s versionfile.State) error {
+func checkNoV2Content(dataDir string, p versionfile.Pair, s datadir.State) error {
 	if p.Storage != versionfile.StorageEtcd3 || s.Storage != versionfile.StorageEtcd3 || s.KeyRevisions > 0 {
 		return nil
 	}

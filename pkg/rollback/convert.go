@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -93,7 +94,7 @@ func Convert(opts Options) (*Result, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("write a fresh member dir in %s: %w", out, err)
 	}
-	snaps, _ := filepath.Glob(filepath.Join(versionfile.SnapDir(out), "*.snap"))
+	snaps, _ := filepath.Glob(filepath.Join(datadir.SnapDir(out), "*.snap"))
 	if len(snaps) != 1 {
 		return nil, fmt.Errorf("restore into %s wrote %d v2 snapshots, want 1", out, len(snaps))
 	}
@@ -114,7 +115,7 @@ func Convert(opts Options) (*Result, error) {
 	}
 	raftSnap.Data = data
 	fault.Point(fault.RollbackMidWrite)
-	if err := snap.New(lg, versionfile.SnapDir(out)).SaveSnap(*raftSnap); err != nil {
+	if err := snap.New(lg, datadir.SnapDir(out)).SaveSnap(*raftSnap); err != nil {
 		return nil, fmt.Errorf("save the v2 snapshot in %s: %w", out, err)
 	}
 	fault.Point(fault.RollbackBeforeSwap)

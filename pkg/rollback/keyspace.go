@@ -17,8 +17,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // Key is one live v3 key.
@@ -32,7 +32,7 @@ type Key struct {
 // TTLs from dataDir's backend, read-only. A lease's remaining TTL is its checkpointed
 // remaining TTL when etcd recorded one, else its TTL (what etcd grants it at start).
 func ReadKeyspace(dataDir string) ([]Key, error) {
-	p := versionfile.BackendPath(dataDir)
+	p := datadir.BackendPath(dataDir)
 	db, err := v3backend.OpenReadOnly(p)
 	if err != nil {
 		return nil, err

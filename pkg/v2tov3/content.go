@@ -13,7 +13,7 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.uber.org/zap"
 
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 )
 
 // V2Content is what the v2 store of an etcd3 data dir holds besides etcd's own
@@ -44,14 +44,14 @@ type V2Content struct {
 // returns.
 func ReadV2Content(lg *zap.Logger, dataDir, walDir, prefix string) (V2Content, error) {
 	if walDir == "" {
-		walDir = versionfile.WALDir(dataDir)
+		walDir = datadir.WALDir(dataDir)
 	}
 	tmp, err := os.MkdirTemp("", "etcd-migrate-v2content-*")
 	if err != nil {
 		return V2Content{}, fmt.Errorf("v2 store of %s: %w", dataDir, err)
 	}
 	defer os.RemoveAll(tmp)
-	loaded, err := loadStore(lg, walDir, versionfile.SnapDir(dataDir), filepath.Join(tmp, "values"))
+	loaded, err := loadStore(lg, walDir, datadir.SnapDir(dataDir), filepath.Join(tmp, "values"))
 	if err != nil {
 		return V2Content{}, fmt.Errorf("v2 store of %s: %w", dataDir, err)
 	}

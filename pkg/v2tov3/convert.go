@@ -26,6 +26,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
@@ -118,7 +119,7 @@ func Convert(ctx context.Context, opts Options) (*Result, error) {
 	if err := os.Remove(seedPath); err != nil {
 		return nil, err
 	}
-	dbPath := versionfile.BackendPath(out)
+	dbPath := datadir.BackendPath(out)
 	err = writeBackend(ctx, lg, dbPath, loaded, opts, res)
 	if cerr := loaded.Close(); err == nil {
 		err = cerr
@@ -129,7 +130,7 @@ func Convert(ctx context.Context, opts Options) (*Result, error) {
 	// The v2 store is garbage now; hand its memory back before the read-back maps
 	// the new backend.
 	debug.FreeOSMemory()
-	got, err := backendDigest(versionfile.BackendPath(out))
+	got, err := backendDigest(datadir.BackendPath(out))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +154,7 @@ func Convert(ctx context.Context, opts Options) (*Result, error) {
 // refuseV3Keys stops a conversion that would replace v3 keys written next to the
 // v2 store (an etcd 3.x serving etcd2 data also serves the v3 API).
 func refuseV3Keys(dataDir string) error {
-	path := versionfile.BackendPath(dataDir)
+	path := datadir.BackendPath(dataDir)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

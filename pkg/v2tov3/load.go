@@ -20,7 +20,7 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 )
 
 // v2 store namespaces, as etcd names them: /0 holds membership, /1 the user keys.
@@ -63,7 +63,7 @@ func (l *LoadResult) Close() error { return l.Values.close() }
 // It only reads dataDir; the snapshot's values go to a new spool file at spoolPath,
 // which Close removes.
 func LoadStore(lg *zap.Logger, dataDir, spoolPath string) (*LoadResult, error) {
-	return loadStore(lg, versionfile.WALDir(dataDir), versionfile.SnapDir(dataDir), spoolPath)
+	return loadStore(lg, datadir.WALDir(dataDir), datadir.SnapDir(dataDir), spoolPath)
 }
 
 // loadStore is LoadStore with the WAL and snap dirs named (the WAL dir may be a

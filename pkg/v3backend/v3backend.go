@@ -1,18 +1,22 @@
-// Package v3backend reads an etcd v3 backend (bolt) offline: key revisions and lease
-// TTLs, with etcd's own schema. Conversions use it to read back what they wrote and
+// Package v3backend reads an etcd v3 backend (bolt) offline: key revisions, lease
+// TTLs, auth and members, with etcd's own schema. Conversions use it to read back what they wrote and
 // to read the keyspace they convert.
 package v3backend
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc64"
+	"sort"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
 	"go.etcd.io/etcd/server/v3/storage/backend"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
@@ -145,4 +149,43 @@ func ReadAuthFile(path string) (Auth, error) {
 	var a Auth
 	err = db.View(func(tx *bolt.Tx) error { a = ReadAuth(tx); return nil })
 	return a, err
+}
+
+// Member is one cluster member as the backend's members bucket records it.
+type Member struct {
+	ID       types.ID
+	Name     string
+	PeerURLs []string
+	Learner  bool
+}
+
+// ReadMembers decodes the members bucket with etcd's own member type; members the
+// cluster removed (members_removed) are left out. Sorted by ID.
+func ReadMembers(tx *bolt.Tx) ([]Member, error) {
+	removed := map[string]bool{}
+	if b := tx.Bucket(schema.MembersRemoved.Name()); b != nil {
+		b.ForEach(func(k, _ []byte) error { removed[string(k)] = true; return nil })
+	}
+	var ms []Member
+	b := tx.Bucket(schema.Members.Name())
+	if b == nil {
+		return nil, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		if removed[string(k)] {
+			return nil
+		}
+		id, err := types.IDFromString(string(k))
+		if err != nil {
+			return fmt.Errorf("member key %q: %w", k, err)
+		}
+		var m membership.Member
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("member %s: %w", id, err)
+		}
+		ms = append(ms, Member{ID: id, Name: m.Name, PeerURLs: m.PeerURLs, Learner: m.IsLearner})
+		return nil
+	})
+	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
+	return ms, err
 }

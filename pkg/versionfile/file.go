@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 )
 
@@ -65,8 +66,6 @@ func Write(dataDir string, p Pair) error {
 // keep the step from being recorded.
 type Pending struct {
 	path, tmp string
-	// faults marks the version.txt write, where the crash tests inject kills.
-	faults bool
 }
 
 // Prepare writes the temp file of a version.txt update to p (and removes temp files
@@ -79,21 +78,22 @@ func Prepare(dataDir string, p Pair) (*Pending, error) {
 	for _, f := range stale {
 		_ = os.Remove(f)
 	}
-	return prepareFile(Path(dataDir), []byte(p.String()+"\n"), 0o644, true)
+	return prepareFile(Path(dataDir), []byte(p.String()+"\n"), 0o644)
 }
 
-// prepareFile writes data to a fsynced temp file beside path.
-func prepareFile(path string, data []byte, perm os.FileMode, faults bool) (*Pending, error) {
+// prepareFile writes data to a fsynced temp file beside path; the crash tests
+// inject kills at its fault points.
+func prepareFile(path string, data []byte, perm os.FileMode) (*Pending, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	w := &Pending{path: path, tmp: tmp.Name(), faults: faults}
+	w := &Pending{path: path, tmp: tmp.Name()}
 	err = func() error {
 		if _, err := tmp.Write(data); err != nil {
 			return fmt.Errorf("write %s (%d bytes): %w", w.tmp, len(data), err)
 		}
-		w.point(fault.VersionAfterTemp)
+		fault.Point(fault.VersionAfterTemp)
 		if err := tmp.Chmod(perm); err != nil {
 			return fmt.Errorf("chmod %s: %w", w.tmp, err)
 		}
@@ -109,14 +109,8 @@ func prepareFile(path string, data []byte, perm os.FileMode, faults bool) (*Pend
 		w.Abort()
 		return nil, err
 	}
-	w.point(fault.VersionAfterSync)
+	fault.Point(fault.VersionAfterSync)
 	return w, nil
-}
-
-func (w *Pending) point(name string) {
-	if w.faults {
-		fault.Point(name)
-	}
 }
 
 // Commit renames the temp file over the target and fsyncs the directory.
@@ -124,8 +118,8 @@ func (w *Pending) Commit() error {
 	if err := os.Rename(w.tmp, w.path); err != nil {
 		return fmt.Errorf("rename %s to %s: %w", w.tmp, w.path, err)
 	}
-	w.point(fault.VersionAfterRename)
-	return SyncDir(filepath.Dir(w.path))
+	fault.Point(fault.VersionAfterRename)
+	return durable.SyncDir(filepath.Dir(w.path))
 }
 
 // Abort removes the temp file (nothing when Commit renamed it).
@@ -135,29 +129,6 @@ func (w *Pending) commitOrAbort() error {
 	if err := w.Commit(); err != nil {
 		w.Abort()
 		return err
-	}
-	return nil
-}
-
-// WriteFileDurable atomically replaces path with data (temp file, fsync, rename,
-// fsync of the parent directory).
-func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
-	w, err := prepareFile(path, data, perm, false)
-	if err != nil {
-		return err
-	}
-	return w.commitOrAbort()
-}
-
-// SyncDir fsyncs a directory so a rename or create in it is durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !isSyncUnsupported(err) {
-		return fmt.Errorf("fsync dir %s: %w", dir, err)
 	}
 	return nil
 }

@@ -255,69 +255,27 @@ func TestWriteIntoMissingDir(t *testing.T) {
 	}
 }
 
-func TestWriteFileDurable(t *testing.T) {
+func TestWriteNilVersion(t *testing.T) {
+	if err := Write(t.TempDir(), Pair{}); err == nil || err.Error() != "invalid version pair: no version" {
+		t.Fatalf("Write(Pair{}) = %v", err)
+	}
+}
+
+// A pair whose patch is unknown prints as major.minor.x, equals no exact pair,
+// and is never written to version.txt.
+func TestPatchUnknownPair(t *testing.T) {
+	p := Pair{Version: MustVersion("3.4.0"), Storage: StorageEtcd3, PatchUnknown: true}
+	if p.String() != "3.4.x/etcd3" {
+		t.Errorf("String = %q", p.String())
+	}
+	if p.Equal(MustPair("3.4.0/etcd3")) || MustPair("3.4.0/etcd3").Equal(p) || !p.Equal(p) {
+		t.Errorf("a pair with an unknown patch equals another")
+	}
 	dir := t.TempDir()
-	path := filepath.Join(dir, "some.file")
-	if err := WriteFileDurable(path, []byte("hello\n"), 0o600); err != nil {
-		t.Fatalf("WriteFileDurable: %v", err)
+	if err := Write(dir, p); err == nil || !strings.Contains(err.Error(), `invalid version pair "3.4.x/etcd3": version.txt records an exact version`) {
+		t.Fatalf("Write(3.4.x) = %v", err)
 	}
-	b, err := os.ReadFile(path)
-	if err != nil || string(b) != "hello\n" {
-		t.Errorf("content = %q, %v; want %q", b, err, "hello\n")
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode = %v, want 0600", fi.Mode().Perm())
-	}
-	if m, _ := filepath.Glob(filepath.Join(dir, ".some.file.tmp-*")); len(m) != 0 {
-		t.Errorf("temp files left behind: %v", m)
-	}
-}
-
-func TestWriteFileDurableMissingDir(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "no", "such", "dir", "version.txt")
-	err := WriteFileDurable(path, []byte("x"), 0o644)
-	if err == nil {
-		t.Fatal("WriteFileDurable into a missing directory succeeded")
-	}
-	if !strings.HasPrefix(err.Error(), "write "+path+": ") {
-		t.Errorf("error %q does not start with %q", err, "write "+path+": ")
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("error %q does not wrap fs.ErrNotExist", err)
-	}
-}
-
-func TestWriteFileDurableTargetIsDir(t *testing.T) {
-	// The rename fails when the target is a non-empty directory; the temp file
-	// must not be left behind.
-	dir := t.TempDir()
-	path := filepath.Join(dir, "target")
-	if err := os.MkdirAll(filepath.Join(path, "child"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	err := WriteFileDurable(path, []byte("x"), 0o644)
-	if err == nil {
-		t.Fatal("WriteFileDurable over a non-empty directory succeeded")
-	}
-	if !strings.HasPrefix(err.Error(), "rename ") || !strings.Contains(err.Error(), " to "+path+": ") {
-		t.Errorf("error %q, want a rename error naming %s", err, path)
-	}
-	if m, _ := filepath.Glob(filepath.Join(dir, ".target.tmp-*")); len(m) != 0 {
-		t.Errorf("temp files left behind: %v", m)
-	}
-}
-
-func TestSyncDir(t *testing.T) {
-	if err := SyncDir(t.TempDir()); err != nil {
-		t.Errorf("SyncDir: %v", err)
-	}
-	missing := filepath.Join(t.TempDir(), "missing")
-	err := SyncDir(missing)
-	if err == nil || !strings.Contains(err.Error(), "fsync dir "+missing) {
-		t.Errorf("SyncDir(missing) = %v, want error naming %s", err, missing)
+	if _, err := os.Stat(Path(dir)); !os.IsNotExist(err) {
+		t.Fatalf("version.txt written: %v", err)
 	}
 }

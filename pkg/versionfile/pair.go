@@ -1,6 +1,5 @@
 // Package versionfile owns the "<version>/<storage>" pair that version.txt records,
-// its parsing and durable I/O, and the detection of a data dir's state from the data
-// itself.
+// its parsing and its durable I/O. What the data itself records is pkg/datadir's.
 package versionfile
 
 import (

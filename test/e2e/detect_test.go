@@ -20,7 +20,7 @@ func TestMissingVersionTxtDetected(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := runMigrate(t, binDir, dataDir, nil, "status")
-	if want := "version.txt: missing\ndata:        etcd3 data (cluster version 3.4.0)\ncurrent:     3.4.x/etcd3 (no version.txt; detected from the data, whose backend records the minor only)\nauth:        disabled (0 users, 0 roles)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
+	if want := "version.txt: missing\ndata:        etcd3 data (cluster version 3.4.0)\ncurrent:     3.4.x/etcd3 (no version.txt; detected from the data, whose backend records the minor only)\nauth:        disabled (0 users, 0 roles)\nmembers:     1 (etcd-member 8e9e05c52164694d http://localhost:2380)\n"; r.code != 0 || !strings.HasSuffix(r.stdout, want) {
 		t.Fatalf("status: exit %d\n%s\nwant suffix:\n%s", r.code, r.stdout, want)
 	}
 	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false", "--log-format=json")

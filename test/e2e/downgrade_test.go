@@ -10,8 +10,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // TestUpgradeCancelsLeftoverDowngrade: data whose downgrade to 3.5 was enabled and
@@ -52,7 +52,7 @@ func TestUpgradeCancelsLeftoverDowngrade(t *testing.T) {
 	// from 3.5.x, whose patch step (etcd 3.5.35) ends the job itself. Recorded as
 	// 3.5.35, the 3.6 step meets the job; with the storage version still 3.6,
 	// 3.6.16 stays right and the 3.7 step meets it.
-	st2, err := versionfile.Detect(dataDir)
+	st2, err := datadir.Detect(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -189,7 +190,7 @@ func TestSignalDuringStep(t *testing.T) {
 			if got := lastStep(r.stderr); got != "after recording version_txt="+tc.recorded && !(tc.recorded == "3.4.13/etcd3" && got == "before any step") {
 				t.Fatalf("log: last step %s, version.txt %s", got, tc.recorded)
 			}
-			st, err := versionfile.Detect(dataDir)
+			st, err := datadir.Detect(dataDir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -62,7 +63,7 @@ func TestSignalAfterLastStep(t *testing.T) {
 			if got := readVersionTxt(t, dataDir); got != "3.5.35/etcd3\n" {
 				t.Fatalf("version.txt %q", got)
 			}
-			st, err := versionfile.Detect(dataDir)
+			st, err := datadir.Detect(dataDir)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -142,7 +142,7 @@ func TestPlanAndStatus(t *testing.T) {
 		t.Fatalf("plan: exit %d, stdout:\n%s\nwant:\n%s\nstderr:\n%s", r.code, r.stdout, want, r.stderr)
 	}
 	r = runMigrate(t, binDir, dataDir, nil, "status")
-	wantStatus := "data dir:    " + dataDir + "\nversion.txt: 3.4.13/etcd3\ndata:        etcd3 data (cluster version 3.4.0)\nauth:        disabled (0 users, 0 roles)\n"
+	wantStatus := "data dir:    " + dataDir + "\nversion.txt: 3.4.13/etcd3\ndata:        etcd3 data (cluster version 3.4.0)\nauth:        disabled (0 users, 0 roles)\nmembers:     1 (etcd-member 8e9e05c52164694d http://localhost:2380)\n"
 	if r.code != 0 || r.stdout != wantStatus {
 		t.Fatalf("status: exit %d, stdout:\n%q\nwant:\n%q", r.code, r.stdout, wantStatus)
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // killAfterClusterVersion runs etcd-<v> on dataDir and SIGKILLs it as soon as
@@ -52,7 +52,7 @@ func TestCutShortInWALOnly(t *testing.T) {
 	for try := 0; ; try++ {
 		dataDir = etcdtest.CopyDir(t, pristine)
 		killAfterClusterVersion(t, binDir, "3.5.35", dataDir)
-		st, err := versionfile.Detect(dataDir)
+		st, err := datadir.Detect(dataDir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/migrate"
@@ -458,14 +459,27 @@ not a directory, or its version.txt is malformed or contradicted by the data.`,
 				fmt.Fprintf(w, "current:     %s\n", currentText(st))
 			}
 			if st.Detected.Storage == versionfile.StorageEtcd3 {
-				if a, aerr := v3backend.ReadAuthFile(versionfile.BackendPath(dataDir)); aerr == nil {
-					fmt.Fprintf(w, "auth:        %s\n", a)
+				if o, oerr := datadir.ReadOffline(dataDir); oerr == nil {
+					fmt.Fprintf(w, "auth:        %s\n", o.Auth)
+					fmt.Fprintf(w, "members:     %s\n", membersText(o.Members))
 				}
 			}
 			printBackup(w, dataDir)
 			return err
 		},
 	}
+}
+
+// membersText lists the members a backend records: name, ID and peer URLs each.
+func membersText(ms []v3backend.Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = fmt.Sprintf("%s %s %s", m.Name, m.ID, strings.Join(m.PeerURLs, ","))
+		if m.Learner {
+			parts[i] += " (learner)"
+		}
+	}
+	return fmt.Sprintf("%d (%s)", len(ms), strings.Join(parts, "; "))
 }
 
 // printBackup says what the backup beside dataDir holds and what happens to it:

@@ -1,5 +1,5 @@
 //go:build !windows
 
-package versionfile
+package durable
 
 func isSyncUnsupported(error) bool { return false }

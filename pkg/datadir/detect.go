@@ -1,4 +1,4 @@
-package versionfile
+package datadir
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/schema"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // State is what the data in a data dir says about itself, independent of version.txt.
@@ -20,7 +21,7 @@ type State struct {
 	Empty bool
 	// Storage is etcd3 when the v3 backend (member/snap/db) exists, etcd2 when only
 	// the WAL and v2 snapshots do.
-	Storage Storage
+	Storage versionfile.Storage
 	// StorageVersion is the meta bucket's storageVersion (written by etcd 3.6+).
 	StorageVersion string
 	// ClusterVersion is the cluster bucket's clusterVersion (written by etcd 3.4+
@@ -46,8 +47,8 @@ func (s State) MinorFromData() (string, bool) {
 		if v == "" {
 			continue
 		}
-		if sv, err := ParseVersion(v); err == nil {
-			return MinorString(sv), true
+		if sv, err := versionfile.ParseVersion(v); err == nil {
+			return versionfile.MinorString(sv), true
 		}
 	}
 	if s.HasTerm {
@@ -61,7 +62,7 @@ func (s State) String() string {
 	switch {
 	case s.Empty:
 		return "empty data dir"
-	case s.Storage == StorageEtcd2:
+	case s.Storage == versionfile.StorageEtcd2:
 		return "etcd2 data (WAL and v2 snapshots, no v3 backend)"
 	}
 	var parts []string
@@ -84,16 +85,6 @@ func (s State) String() string {
 	return "etcd3 data (" + strings.Join(parts, ", ") + ")"
 }
 
-// WorkDirPrefix starts the names of the work dirs a step keeps in the data dir
-// (pkg/memberdir); one may hold the original member dir until version.txt records
-// the step.
-const WorkDirPrefix = ".migrate-"
-
-// Paths inside a data dir, as etcd lays them out.
-func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
-func WALDir(dataDir string) string      { return filepath.Join(dataDir, "member", "wal") }
-func SnapDir(dataDir string) string     { return filepath.Join(dataDir, "member", "snap") }
-
 // Detect reads the state of dataDir from the data alone, without changing a byte:
 // the bolt backend is opened read-only.
 func Detect(dataDir string) (State, error) {
@@ -110,13 +101,13 @@ func Detect(dataDir string) (State, error) {
 		switch e.Name() {
 		case "member":
 			hasMember = true
-		case FileName, "lost+found":
+		case versionfile.FileName, "lost+found":
 		default:
 			if strings.HasPrefix(e.Name(), WorkDirPrefix) {
 				hasWork = true
 				continue
 			}
-			if !strings.HasPrefix(e.Name(), "."+FileName+".tmp-") {
+			if !strings.HasPrefix(e.Name(), "."+versionfile.FileName+".tmp-") {
 				other = append(other, e.Name())
 			}
 		}
@@ -143,7 +134,7 @@ func DetectMemberDir(dataDir, memberDir string) (State, error) {
 		if err != nil {
 			return State{}, err
 		}
-		st.Storage = StorageEtcd3
+		st.Storage = versionfile.StorageEtcd3
 		if err := st.addWALClusterVersion(memberDir); err != nil {
 			return State{}, fmt.Errorf("data dir %s: %w", dataDir, err)
 		}
@@ -153,7 +144,7 @@ func DetectMemberDir(dataDir, memberDir string) (State, error) {
 	}
 	wals, _ := filepath.Glob(filepath.Join(walDir, "*.wal"))
 	if len(wals) > 0 {
-		return State{Storage: StorageEtcd2}, nil
+		return State{Storage: versionfile.StorageEtcd2}, nil
 	}
 	return State{}, fmt.Errorf("data dir %s has a member directory but neither %s nor WAL files in %s: it is not a complete etcd data dir", dataDir, backend, walDir)
 }
@@ -166,12 +157,12 @@ func (s *State) addWALClusterVersion(memberDir string) error {
 	if err != nil || v == "" {
 		return err
 	}
-	wv, err := ParseVersion(v)
+	wv, err := versionfile.ParseVersion(v)
 	if err != nil {
 		return nil
 	}
 	if minor, known := s.MinorFromData(); known {
-		if bv, err := version.NewVersion(minor + ".0"); err == nil && CompareMinor(bv, wv) >= 0 {
+		if bv, err := version.NewVersion(minor + ".0"); err == nil && versionfile.CompareMinor(bv, wv) >= 0 {
 			return nil
 		}
 	}
@@ -203,102 +194,4 @@ func readBackend(path string) (State, error) {
 		return State{}, fmt.Errorf("read etcd backend %s: %w", path, err)
 	}
 	return st, nil
-}
-
-// CheckAgainst refuses a version.txt whose pair the data contradicts, naming both
-// (see Reconcile).
-func (s State) CheckAgainst(p Pair) error {
-	_, err := s.Reconcile(p)
-	return err
-}
-
-// Reconcile checks version.txt's pair p against what the data records and returns
-// the pair planning starts from.
-//
-// What the data records: etcd 3.4+ writes the cluster version into the backend,
-// 3.5+ also the raft term, 3.6+ the storage version; etcd2 data has no v3 backend,
-// or one without a single v3 key (etcd 3.x serving the v2 API creates it).
-//
-// The data may be one minor ahead of or behind version.txt: an upgrade or rollback
-// step changed what the data records and was cut short before it recorded itself.
-// Then the data is at that step's minor, and planning starts there with the patch
-// unknown, so a target at version.txt's minor is a step back, never an exec of an
-// etcd that refuses the data. Any other disagreement is an error.
-func (s State) Reconcile(p Pair) (Pair, error) {
-	if s.Empty {
-		return p, nil
-	}
-	wrote := "the version that last wrote the data"
-	if minor, known := s.MinorFromData(); known {
-		wrote += " (an etcd " + minor + " release)"
-	}
-	contradiction := func(why string) error {
-		return fmt.Errorf("version.txt says %s but the data is %s: %s; fix version.txt to name %s, or remove it to let migrate detect the state", p, s, why, wrote)
-	}
-	if p.Storage == StorageEtcd3 && s.Storage == StorageEtcd2 {
-		return Pair{}, contradiction("etcd3 data needs the v3 backend member/snap/db")
-	}
-	if s.Storage == StorageEtcd2 {
-		return p, nil
-	}
-	if p.Storage == StorageEtcd2 && s.KeyRevisions > 0 {
-		return Pair{}, fmt.Errorf("version.txt says %s but the data is %s: its v3 backend holds %d key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming %s, or remove it to let migrate detect the state", p, s, s.KeyRevisions, wrote)
-	}
-	minor, known := s.MinorFromData()
-	if !known {
-		// etcd 3.4 records its cluster version once it has decided it, 3.5+ also
-		// the term at its first apply: only an older etcd, or a 3.4 that never
-		// got that far, leaves neither.
-		if CompareMinor(p.Version, MustVersion("3.5.0")) >= 0 {
-			return Pair{}, contradiction("an etcd 3.5 or newer would have recorded its term in the backend")
-		}
-		return p, nil
-	}
-	dv, err := version.NewVersion(minor + ".0")
-	if err != nil {
-		return Pair{}, contradiction("the backend's recorded version cannot be parsed")
-	}
-	c := CompareMinor(dv, p.Version)
-	if c == 0 {
-		return p, nil
-	}
-	oneStep := Major(dv) == p.Major() && (Minor(dv) == p.Minor()+1 || Minor(dv)+1 == p.Minor())
-	if p.Storage == StorageEtcd2 {
-		// etcd2 data converts from its v2 store alone, whatever served it last;
-		// a newer etcd than version.txt says beyond one minor is a wrong file.
-		if c > 0 && !oneStep {
-			return Pair{}, contradiction("the data was written by a newer etcd than version.txt says")
-		}
-		return p, nil
-	}
-	if !oneStep {
-		if c > 0 {
-			return Pair{}, contradiction("the data was written by a newer etcd than version.txt says")
-		}
-		return Pair{}, contradiction("the data records an older version than version.txt, beyond the one minor a rollback step cut short leaves")
-	}
-	return Pair{Version: dv, Storage: StorageEtcd3, PatchUnknown: true}, nil
-}
-
-// FromState turns a detected state into the pair version.txt would hold, for a data
-// dir that has none. It refuses when the data does not tell the version exactly.
-func FromState(s State) (Pair, error) {
-	switch {
-	case s.Storage == StorageEtcd2:
-		return Pair{}, fmt.Errorf("detected %s, which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt", s)
-	case s.StorageVersion == "" && s.ClusterVersion == "":
-		return Pair{}, fmt.Errorf("detected %s, which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt", s)
-	}
-	minor, ok := s.MinorFromData()
-	v, err := version.NewVersion(minor + ".0")
-	if !ok || err != nil {
-		return Pair{}, fmt.Errorf("detected %s, whose recorded version cannot be parsed: write version.txt naming the version that last served it, e.g. echo 3.5.35/etcd3 > version.txt", s)
-	}
-	if s.KeyRevisions == 0 {
-		// etcd 3.x serving the v2 API writes a backend too: without a v3 key the
-		// data may well be etcd2, and guessing etcd3 would drop the v2 keys.
-		return Pair{}, fmt.Errorf("detected %s without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it (<version>/etcd2 or <version>/etcd3, e.g. 3.4.13/etcd2)", s)
-	}
-	// The backend records major.minor only.
-	return Pair{Version: v, Storage: StorageEtcd3, PatchUnknown: true}, nil
 }

@@ -1,6 +1,6 @@
 //go:build windows
 
-package versionfile
+package durable
 
 // Windows cannot fsync a directory handle; NTFS journals the rename itself.
 func isSyncUnsupported(error) bool { return true }

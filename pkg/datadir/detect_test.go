@@ -1,6 +1,8 @@
-package versionfile
+package datadir
 
 import (
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,16 +11,16 @@ import (
 
 var (
 	stateEmpty = State{Empty: true}
-	stateEtcd2 = State{Storage: StorageEtcd2}
+	stateEtcd2 = State{Storage: versionfile.StorageEtcd2}
 	// etcd 3.4 and older record neither version nor term.
-	state34 = State{Storage: StorageEtcd3}
+	state34 = State{Storage: versionfile.StorageEtcd3}
 	// A 3.4-style state as the brief describes it: cluster version, no term.
-	state34CV = State{Storage: StorageEtcd3, ClusterVersion: "3.4.0", KeyRevisions: 10}
-	state35   = State{Storage: StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true, KeyRevisions: 10}
+	state34CV = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0", KeyRevisions: 10}
+	state35   = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true, KeyRevisions: 10}
 	// 3.5 that has applied but not yet decided the cluster version.
-	state35TermOnly = State{Storage: StorageEtcd3, HasTerm: true}
-	state36         = State{Storage: StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true, KeyRevisions: 10}
-	state37         = State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0", KeyRevisions: 10}
+	state35TermOnly = State{Storage: versionfile.StorageEtcd3, HasTerm: true}
+	state36         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true, KeyRevisions: 10}
+	state37         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0", KeyRevisions: 10}
 )
 
 func TestStateMinorFromData(t *testing.T) {
@@ -30,8 +32,8 @@ func TestStateMinorFromData(t *testing.T) {
 	}{
 		{"storage and cluster version", state37, "3.7", true},
 		{"3.6", state36, "3.6", true},
-		{"storage version wins over cluster version", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0"}, "3.7", true},
-		{"cluster version only", State{Storage: StorageEtcd3, ClusterVersion: "3.5.0"}, "3.5", true},
+		{"storage version wins over cluster version", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0"}, "3.7", true},
+		{"cluster version only", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.0"}, "3.5", true},
 		{"cluster version with term", state35, "3.5", true},
 		{"cluster version 3.4 without term", state34CV, "3.4", true},
 		{"term only", state35TermOnly, "3.5", true},
@@ -58,10 +60,10 @@ func TestStateString(t *testing.T) {
 		want string
 	}{
 		{stateEmpty, "empty data dir"},
-		{State{Empty: true, Storage: StorageEtcd3, StorageVersion: "3.6.0"}, "empty data dir"},
+		{State{Empty: true, Storage: versionfile.StorageEtcd3, StorageVersion: "3.6.0"}, "empty data dir"},
 		{stateEtcd2, "etcd2 data (WAL and v2 snapshots, no v3 backend)"},
 		{state37, "etcd3 data (storage version 3.7.0, cluster version 3.7.0)"},
-		{State{Storage: StorageEtcd3, StorageVersion: "3.6.0"}, "etcd3 data (storage version 3.6.0)"},
+		{State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.6.0"}, "etcd3 data (storage version 3.6.0)"},
 		{state35, "etcd3 data (cluster version 3.5.0)"},
 		{state35TermOnly, "etcd3 data (written by etcd 3.5)"},
 		{state34, "etcd3 data (written by etcd 3.4 or older)"},
@@ -101,11 +103,11 @@ func TestStateCheckAgainst(t *testing.T) {
 		}},
 		{"3.7 data, 4.7.0 file", state37, "4.7.0/etcd3", []string{"the data records an older version than version.txt"}},
 		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"its v3 backend holds 10 key revisions, so the data is etcd3"}},
-		{"3.7 data without keys, 2.7.0/etcd2 file", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
+		{"3.7 data without keys, 2.7.0/etcd2 file", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
 		{"3.4 data with keys, 3.4.13/etcd2 file", state34CV, "3.4.13/etcd2", []string{
 			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 10 key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming the version that last wrote the data (an etcd 3.4 release), or remove it to let migrate detect the state",
 		}},
-		{"3.4 backend without keys (etcd2 served by 3.4), 3.4.13/etcd2 file", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", nil},
+		{"3.4 backend without keys (etcd2 served by 3.4), 3.4.13/etcd2 file", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", nil},
 
 		{"3.6 data, 3.6.16 file", state36, "3.6.16/etcd3", nil},
 		{"3.6 data one minor ahead of 3.5.35 file", state36, "3.5.35/etcd3", nil},
@@ -145,7 +147,7 @@ func TestStateCheckAgainst(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.s.CheckAgainst(MustPair(tc.file))
+			err := tc.s.CheckAgainst(versionfile.MustPair(tc.file))
 			if tc.want == nil {
 				if err != nil {
 					t.Fatalf("CheckAgainst(%s) = %v, want nil", tc.file, err)
@@ -173,10 +175,10 @@ func TestFromState(t *testing.T) {
 	}{
 		{"3.7 data", state37, "3.7.x/etcd3", nil},
 		{"3.6 data", state36, "3.6.x/etcd3", nil},
-		{"storage version wins", State{Storage: StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.x/etcd3", nil},
+		{"storage version wins", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.x/etcd3", nil},
 		{"3.5 data", state35, "3.5.x/etcd3", nil},
-		{"cluster version with patch", State{Storage: StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.x/etcd3", nil},
-		{"no v3 key: maybe etcd2 served by 3.x", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "", []string{
+		{"cluster version with patch", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.x/etcd3", nil},
+		{"no v3 key: maybe etcd2 served by 3.x", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0"}, "", []string{
 			"detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it",
 		}},
 		{"3.4-style cluster version", state34CV, "3.4.x/etcd3", nil},
@@ -257,9 +259,9 @@ func TestDetect(t *testing.T) {
 		}},
 		{name: "stray dir", tree: []string{"data/"}, wantErr: []string{`holds "data" but no etcd member directory`}},
 		{name: "stray hidden file", tree: []string{".DS_Store"}, wantErr: []string{`holds ".DS_Store"`}},
-		{name: "WAL only", tree: []string{"member/wal/0.wal"}, want: State{Storage: StorageEtcd2}},
-		{name: "WAL and v2 snapshot", tree: []string{"member/wal/0000000000000000-0000000000000000.wal", "member/snap/0000000000000002-0000000000000010.snap"}, want: State{Storage: StorageEtcd2}},
-		{name: "WAL and a stray file beside member", tree: []string{"member/wal/0.wal", "foo"}, want: State{Storage: StorageEtcd2}},
+		{name: "WAL only", tree: []string{"member/wal/0.wal"}, want: State{Storage: versionfile.StorageEtcd2}},
+		{name: "WAL and v2 snapshot", tree: []string{"member/wal/0000000000000000-0000000000000000.wal", "member/snap/0000000000000002-0000000000000010.snap"}, want: State{Storage: versionfile.StorageEtcd2}},
+		{name: "WAL and a stray file beside member", tree: []string{"member/wal/0.wal", "foo"}, want: State{Storage: versionfile.StorageEtcd2}},
 		{name: "empty member dir", tree: []string{"member/"}, wantErr: []string{
 			"data dir <dir> has a member directory but neither <dir>/member/snap/db nor WAL files in <dir>/member/wal: it is not a complete etcd data dir",
 		}},
@@ -324,9 +326,9 @@ func TestLayoutPaths(t *testing.T) {
 // Versions read from a damaged backend must give errors, never panics.
 func TestDamagedBackendVersions(t *testing.T) {
 	for _, st := range []State{
-		{Storage: StorageEtcd3, StorageVersion: "garbage"},
-		{Storage: StorageEtcd3, ClusterVersion: "3.6"},
-		{Storage: StorageEtcd3, StorageVersion: "10000.0.0", KeyRevisions: 1},
+		{Storage: versionfile.StorageEtcd3, StorageVersion: "garbage"},
+		{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.6"},
+		{Storage: versionfile.StorageEtcd3, StorageVersion: "10000.0.0", KeyRevisions: 1},
 	} {
 		if p, err := FromState(st); err != nil {
 			if !strings.Contains(err.Error(), "write version.txt") {
@@ -335,16 +337,10 @@ func TestDamagedBackendVersions(t *testing.T) {
 		} else if p.Version == nil {
 			t.Errorf("FromState(%+v) = %v without error", st, p)
 		}
-		_ = st.CheckAgainst(MustPair("3.5.35/etcd3"))
+		_ = st.CheckAgainst(versionfile.MustPair("3.5.35/etcd3"))
 	}
-	if _, err := FromState(State{Storage: StorageEtcd3, StorageVersion: "garbage"}); err == nil || !strings.Contains(err.Error(), "cannot be parsed") {
+	if _, err := FromState(State{Storage: versionfile.StorageEtcd3, StorageVersion: "garbage"}); err == nil || !strings.Contains(err.Error(), "cannot be parsed") {
 		t.Errorf("unparsable storage version: %v", err)
-	}
-}
-
-func TestWriteNilVersion(t *testing.T) {
-	if err := Write(t.TempDir(), Pair{}); err == nil || err.Error() != "invalid version pair: no version" {
-		t.Fatalf("Write(Pair{}) = %v", err)
 	}
 }
 
@@ -366,13 +362,13 @@ func TestReconcile(t *testing.T) {
 		{"rollback to 3.6 cut short", state36, "3.7.3/etcd3", "3.6.x/etcd3"},
 		{"rollback to 3.4 cut short", state34CV, "3.5.35/etcd3", "3.4.x/etcd3"},
 		{"no version recorded", state34, "3.4.13/etcd3", "3.4.13/etcd3"},
-		{"etcd2 served by 3.4", State{Storage: StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
-		{"etcd2 one minor behind its backend stays etcd2", State{Storage: StorageEtcd3, ClusterVersion: "3.5.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
+		{"etcd2 served by 3.4", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
+		{"etcd2 one minor behind its backend stays etcd2", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.0"}, "3.4.13/etcd2", "3.4.13/etcd2"},
 		{"empty", stateEmpty, "3.7.3/etcd3", "3.7.3/etcd3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.s.Reconcile(MustPair(tc.file))
+			got, err := tc.s.Reconcile(versionfile.MustPair(tc.file))
 			if err != nil {
 				t.Fatalf("Reconcile(%s) = %v", tc.file, err)
 			}
@@ -383,24 +379,5 @@ func TestReconcile(t *testing.T) {
 				t.Errorf("Reconcile(%s) = %#v: PatchUnknown does not match %s", tc.file, got, tc.want)
 			}
 		})
-	}
-}
-
-// A pair whose patch is unknown prints as major.minor.x, equals no exact pair,
-// and is never written to version.txt.
-func TestPatchUnknownPair(t *testing.T) {
-	p := Pair{Version: MustVersion("3.4.0"), Storage: StorageEtcd3, PatchUnknown: true}
-	if p.String() != "3.4.x/etcd3" {
-		t.Errorf("String = %q", p.String())
-	}
-	if p.Equal(MustPair("3.4.0/etcd3")) || MustPair("3.4.0/etcd3").Equal(p) || !p.Equal(p) {
-		t.Errorf("a pair with an unknown patch equals another")
-	}
-	dir := t.TempDir()
-	if err := Write(dir, p); err == nil || !strings.Contains(err.Error(), `invalid version pair "3.4.x/etcd3": version.txt records an exact version`) {
-		t.Fatalf("Write(3.4.x) = %v", err)
-	}
-	if _, err := os.Stat(Path(dir)); !os.IsNotExist(err) {
-		t.Fatalf("version.txt written: %v", err)
 	}
 }

@@ -1,0 +1,55 @@
+// Package durable writes files so that a crash leaves the old content or the new,
+// never a torn one: temp file beside the target, fsync, rename, fsync the directory.
+package durable
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFile atomically replaces path with data.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	err = func() error {
+		if _, err := tmp.Write(data); err != nil {
+			return fmt.Errorf("write %s (%d bytes): %w", tmp.Name(), len(data), err)
+		}
+		if err := tmp.Chmod(perm); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		}
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		}
+		return nil
+	}()
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", tmp.Name(), cerr)
+	}
+	if err == nil {
+		if err = os.Rename(tmp.Name(), path); err != nil {
+			err = fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs a directory so a rename or create in it is durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !isSyncUnsupported(err) {
+		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+// Package datadir owns an etcd data dir as migrate sees it: its layout, what the
+// data records about the etcd that last wrote it (read offline, without changing a
+// byte), and whether version.txt agrees with that.
+package datadir
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// WorkDirPrefix starts the names of the work dirs a step keeps in the data dir
+// (pkg/memberdir); one may hold the original member dir until version.txt records
+// the step.
+const WorkDirPrefix = ".migrate-"
+
+// Paths inside a data dir, as etcd lays them out.
+func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
+func WALDir(dataDir string) string      { return filepath.Join(dataDir, "member", "wal") }
+func SnapDir(dataDir string) string     { return filepath.Join(dataDir, "member", "snap") }
+
+// NewestSnapshotIndex is the raft index of the newest member/snap/<term>-<index>.snap
+// file, 0 when there is none.
+func NewestSnapshotIndex(dataDir string) (uint64, error) {
+	names, err := filepath.Glob(filepath.Join(SnapDir(dataDir), "*.snap"))
+	if err != nil {
+		return 0, err
+	}
+	var newest uint64
+	for _, n := range names {
+		base := strings.TrimSuffix(filepath.Base(n), ".snap")
+		_, idxHex, ok := strings.Cut(base, "-")
+		if !ok {
+			continue
+		}
+		idx, err := strconv.ParseUint(idxHex, 16, 64)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(n); err == nil && idx > newest {
+			newest = idx
+		}
+	}
+	return newest, nil
+}
