@@ -5,6 +5,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -52,7 +53,7 @@ func (s State) Reconcile(p versionfile.Pair) (versionfile.Pair, error) {
 		// etcd 3.4 records its cluster version once it has decided it, 3.5+ also
 		// the term at its first apply: only an older etcd, or a 3.4 that never
 		// got that far, leaves neither.
-		if versionfile.CompareMinor(p.Version, versionfile.MustVersion("3.5.0")) >= 0 {
+		if etcdversion.For(p.Version).TermInBackend {
 			return versionfile.Pair{}, contradiction("an etcd 3.5 or newer would have recorded its term in the backend")
 		}
 		return p, nil

@@ -13,7 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/durable"
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 )
 
 // Downgrade asks the cluster to downgrade to minor ("3.6"): a pending downgrade job
@@ -66,7 +66,7 @@ func CancelDowngrade(ctx context.Context, c *clientv3.Client) error {
 // job is ended: a later upgrade to 3.6 moves on, which it does not while the job is
 // recorded. Measured with 3.5.35.)
 func (p *Process) WaitDowngradeDone(ctx context.Context, c *clientv3.Client) error {
-	reports := versionfile.CompareMinor(p.cfg.Version, versionfile.MustVersion("3.6.0")) >= 0
+	reports := etcdversion.For(p.cfg.Version).DowngradeStatus
 	for {
 		if reports {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)

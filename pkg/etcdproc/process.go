@@ -23,7 +23,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
-	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 )
 
 // Member is the identity and the private URLs every step's etcd runs with.
@@ -101,7 +101,8 @@ func (c Config) Args() []string {
 		// would be most of a step's cost.
 		args = append(args, "--heartbeat-interval=10", "--election-timeout=100")
 	}
-	if versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.5.0")) < 0 {
+	caps := etcdversion.For(c.Version)
+	if caps.ZapLoggerFlag {
 		// etcd 3.4 logs through capnslog unless told otherwise; zap gives one JSON
 		// object per line like 3.5+.
 		args = append(args, "--logger=zap", "--log-outputs=stderr")
@@ -113,11 +114,7 @@ func (c Config) Args() []string {
 		args = append(args, "--enable-v2=true")
 	}
 	// etcd 3.4 has no downgrade monitor.
-	if c.DowngradeCheckTime > 0 && versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.5.0")) >= 0 {
-		flag := "--downgrade-check-time"
-		if versionfile.CompareMinor(c.Version, versionfile.MustVersion("3.6.0")) < 0 {
-			flag = "--experimental-downgrade-check-time"
-		}
+	if flag := caps.DowngradeCheckTimeFlag; c.DowngradeCheckTime > 0 && flag != "" {
 		args = append(args, flag+"="+c.DowngradeCheckTime.String())
 	}
 	args = append(args, c.ExtraArgs...)

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -79,7 +80,7 @@ func AtMinor(s, minor string) bool {
 // needsStorageVersion: etcd 3.6+ records a storage version in the backend that must
 // have moved too before the data is at that minor.
 func (p *Process) needsStorageVersion() bool {
-	return versionfile.CompareMinor(p.cfg.Version, versionfile.MustVersion("3.6.0")) >= 0
+	return etcdversion.For(p.cfg.Version).StorageVersion
 }
 
 // WaitVersions polls GET /version until the cluster version (and from 3.6 the

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -20,7 +21,7 @@ func checkNoV2Content(dataDir string, p versionfile.Pair, s datadir.State) error
 	if p.Storage != versionfile.StorageEtcd3 || s.Storage != versionfile.StorageEtcd3 || s.KeyRevisions > 0 {
 		return nil
 	}
-	if minor, known := s.MinorFromData(); known && versionfile.CompareMinor(versionfile.MustVersion(minor+".0"), versionfile.MustVersion("3.5.0")) > 0 {
+	if minor, known := s.MinorFromData(); known && !etcdversion.Of(minor+".0").V2API {
 		return nil
 	}
 	content, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, "", "/")
