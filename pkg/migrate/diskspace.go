@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
-	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
 // checkDiskSpace refuses a run its file systems cannot hold, before anything is
@@ -18,14 +19,9 @@ import (
 // copy of an unfinished migration is kept, see backupBeforeChange); a step that
 // writes a second member dir (conversions, snapshot restore) about the data's size
 // again in the data dir; any etcd run room for a new WAL segment and a snapshot.
-func (c *Config) checkDiskSpace(plan []steps.Step) error {
-	var rewrite, runsEtcd bool
-	for _, s := range plan {
-		runsEtcd = runsEtcd || s.Kind != steps.KindWriteVersion
-		rewrite = rewrite || steps.RewritesMemberDir(s)
-	}
-	if !runsEtcd {
-		return nil
+func (c *Config) checkDiskSpace(plan []steprun.Step) error {
+	if !slices.ContainsFunc(plan, func(s steprun.Step) bool { return s.Space(0) > 0 }) {
+		return nil // version.txt only
 	}
 	// A retry keeps the pending copy and copies nothing.
 	newBackup := c.Backup && !backup.Inspect(c.DataDir).Pending()
@@ -33,9 +29,9 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 	if err != nil {
 		return err
 	}
-	inData := int64(steps.StepSpace) + size/4
-	if rewrite {
-		inData += size
+	var inData int64
+	for _, s := range plan {
+		inData = max(inData, s.Space(size))
 	}
 	// A separate WAL dir gets the steps' new WAL segments, and the backup copies
 	// it too.
@@ -47,8 +43,8 @@ func (c *Config) checkDiskSpace(plan []steps.Step) error {
 		}
 		backupSize += walSize
 		if !diskspace.SameFileSystem(c.WALDir, c.DataDir) {
-			inData -= steps.StepSpace
-			if err := needFree(c.WALDir, steps.StepSpace, "the steps' WAL"); err != nil {
+			inData -= steprun.StepSpace
+			if err := needFree(c.WALDir, steprun.StepSpace, "the steps' WAL"); err != nil {
 				return err
 			}
 		}

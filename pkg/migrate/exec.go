@@ -7,7 +7,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
-	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -68,7 +68,7 @@ func (c *Config) execEnv(args []string, log bool) []string {
 // Exec hands the process over to the target etcd. The data dir lock passes to it, so
 // no other migrator can change the data while it serves.
 func (c *Config) Exec(lk *lock.Lock, userArgs []string) error {
-	bin := steps.EtcdBinary(c.BinDir, c.Target.Version)
+	bin := steprun.EtcdBinary(c.BinDir, c.Target.Version)
 	args := c.execArgs(userArgs)
 	env := c.execEnv(args, true)
 	if err := lk.KeepAcrossExec(); err != nil {

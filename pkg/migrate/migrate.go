@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-version"
-	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
@@ -25,9 +24,8 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
-	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
-	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -72,9 +70,6 @@ type Config struct {
 	// DropV2Content lets the hop into 3.6 drop v2 keys outside DataPrefix too
 	// (DROP_V2_CONTENT); those under it are always dropped (see v2tov3.V2Content).
 	DropV2Content bool
-
-	// dropV2Top: the top-level v2 nodes preflight found, deleted before 3.6.
-	dropV2Top []string
 
 	// MoveBinaries copies etcd-<target>/etcdctl-<target> to etcd/etcdctl in BinDir
 	// (what the Kubernetes image does unless DO_NOT_MOVE_BINARIES=true).
@@ -173,7 +168,7 @@ func Inspect(dataDir string) (Status, error) {
 }
 
 // Plan inspects the data dir and plans the steps to the target.
-func (c *Config) Plan() (Status, []steps.Step, error) {
+func (c *Config) Plan() (Status, []steprun.Step, error) {
 	st, err := Inspect(c.DataDir)
 	if err != nil {
 		return st, nil, err
@@ -247,18 +242,13 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	}
 	log.Info("plan", "data_dir", c.DataDir, "current", pairText(st.Current), "detected", st.Detected.String(),
 		"target", c.Target.String(), "steps", stepsText(plan))
-	if err := c.preflight(plan); err != nil {
+	env := c.stepEnv()
+	if err := c.preflight(env, plan); err != nil {
 		return nil, inputErr(err)
-	}
-	ex := &steps.Executor{
-		DataDir: c.DataDir, WALDir: c.WALDir, BinDir: c.BinDir, Member: c.Member,
-		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: log,
-		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
-		DropV2Top: c.dropV2Top,
 	}
 	backupNote, backedUp := "", false
 	for i, s := range plan {
-		if !backedUp && s.Kind != steps.KindWriteVersion {
+		if !backedUp && len(s.Binaries(c.BinDir)) > 0 {
 			backedUp = true
 			note, err := c.backupBeforeChange(ctx, st)
 			if err != nil {
@@ -269,10 +259,10 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			}
 			backupNote = note
 		}
-		if err := ex.Run(ctx, s); err != nil {
+		if err := env.Run(ctx, s); err != nil {
 			last := "the data was not changed"
 			if i > 0 {
-				last = "version.txt records " + plan[i-1].To.String()
+				last = "version.txt records " + plan[i-1].Span().To.String()
 			} else if st.VersionFile != nil {
 				last = "version.txt records " + st.VersionFile.String()
 			} else if st.Current != nil {
@@ -312,16 +302,16 @@ func (c *Config) recoverReplacement() error {
 // version its name says; the target etcd accepts the args after "--" (when it is
 // exec'd); the files ETCD_CREDS names can be read; the private ports are free and
 // loopback. (ETCD_CREDS listeners are refused when it is parsed.)
-func (c *Config) preflight(plan []steps.Step) error {
-	bins := []string{steps.EtcdBinary(c.BinDir, c.Target.Version)}
+func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
+	bins := []string{steprun.EtcdBinary(c.BinDir, c.Target.Version)}
 	runsEtcd := false
 	for _, s := range plan {
-		b := steps.BinariesFor(c.BinDir, s)
+		b := s.Binaries(c.BinDir)
 		runsEtcd = runsEtcd || len(b) > 0
 		bins = append(bins, b...)
 	}
 	for _, b := range bins {
-		if err := checkExecutable(b); err != nil {
+		if err := steprun.CheckExecutable(b); err != nil {
 			return err
 		}
 	}
@@ -333,26 +323,16 @@ func (c *Config) preflight(plan []steps.Step) error {
 			return err
 		}
 	}
-	for _, s := range plan {
-		if s.Kind == steps.KindRollbackToEtcd2 {
-			// What the v2 store cannot hold is refused before the first step.
-			keys, err := rollback.ReadKeyspace(c.DataDir)
-			if err != nil {
-				return err
-			}
-			if err := rollback.Check(keys, c.DataPrefix); err != nil {
-				return fmt.Errorf("%s -> %s: %w", s.From, s.To, err)
-			}
-		}
-	}
 	if !runsEtcd {
 		return nil
 	}
 	if err := c.checkWALDir(plan); err != nil {
 		return err
 	}
-	if err := c.checkV2Content(plan); err != nil {
-		return err
+	for _, s := range plan {
+		if err := s.Preflight(env); err != nil {
+			return err
+		}
 	}
 	if err := c.checkDiskSpace(plan); err != nil {
 		return err
@@ -387,7 +367,7 @@ func (c *Config) preflight(plan []steps.Step) error {
 // hold the member's WAL (an etcd given a db and an empty WAL dir would start a new
 // member), and no step may replace the member dir, since the replacement's new WAL
 // would land in the data dir while the old one stayed in the WAL dir.
-func (c *Config) checkWALDir(plan []steps.Step) error {
+func (c *Config) checkWALDir(plan []steprun.Step) error {
 	if c.WALDir == "" {
 		return nil
 	}
@@ -396,7 +376,7 @@ func (c *Config) checkWALDir(plan []steps.Step) error {
 		return nil
 	}
 	for _, s := range plan {
-		if steps.RewritesMemberDir(s) {
+		if s.RewritesMemberDir() {
 			return fmt.Errorf("%s: a separate WAL dir (%s) is not supported for this step, which writes a new member dir: move the WAL into %s for the migration (etcd stopped: mv %s/* %s/) and drop --wal-dir/ETCD_WAL_DIR, or choose a target reached by upgrades and 3.6+ rollbacks only",
 				s, c.WALDir, datadir.WALDir(c.DataDir), c.WALDir, datadir.WALDir(c.DataDir))
 		}
@@ -404,50 +384,6 @@ func (c *Config) checkWALDir(plan []steps.Step) error {
 	wals, err := filepath.Glob(filepath.Join(c.WALDir, "*.wal"))
 	if err != nil || len(wals) == 0 {
 		return fmt.Errorf("the WAL dir %s (--wal-dir/ETCD_WAL_DIR) holds no WAL files, but the data dir %s holds etcd data: point --wal-dir at this member's WAL, or drop it if the WAL is in %s", c.WALDir, c.DataDir, datadir.WALDir(c.DataDir))
-	}
-	return nil
-}
-
-// checkV2Content reads the v2 store of etcd3 data whose walk hops into 3.6 (which
-// refuses a v2 store with content) and refuses what cannot be dropped safely; what
-// can is recorded for the hop, which also needs the data's 3.5 etcd.
-func (c *Config) checkV2Content(plan []steps.Step) error {
-	for _, s := range plan {
-		if !steps.CrossesV2Removal(s) {
-			continue
-		}
-		if plan[0].From.Storage != versionfile.StorageEtcd3 {
-			return nil // converted from etcd2 into a fresh member dir: no v2 content
-		}
-		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.WALDir, c.DataPrefix)
-		if err != nil {
-			return err
-		}
-		if content.MetaOnly {
-			return nil
-		}
-		if err := content.Check(c.DataPrefix, c.DropV2Content); err != nil {
-			return fmt.Errorf("%s -> %s: %w", s.From, s.To, err)
-		}
-		bin := steps.EtcdBinary(c.BinDir, s.From.Version)
-		if err := checkExecutable(bin); err != nil {
-			return err
-		}
-		c.Logger.Info("the v2 store holds content etcd 3.6+ refuses: the hop into 3.6 deletes it first", "v2_keys", content.Keys,
-			"outside_prefix", content.OutsidePrefix, "top_level_nodes", len(content.Top), "with", filepath.Base(bin))
-		c.dropV2Top = content.Top
-		return nil
-	}
-	return nil
-}
-
-func checkExecutable(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("bundled binary %s is missing: build it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path)
-	}
-	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-		return fmt.Errorf("bundled binary %s is not an executable file (mode %s): chmod +x it or fix --bin-dir", path, fi.Mode())
 	}
 	return nil
 }
@@ -507,10 +443,20 @@ func pairText(p *versionfile.Pair) string {
 	return p.String()
 }
 
-func stepsText(plan []steps.Step) []string {
+func stepsText(plan []steprun.Step) []string {
 	out := make([]string, len(plan))
 	for i, s := range plan {
 		out[i] = s.String()
 	}
 	return out
+}
+
+// stepEnv is what the run's steps share.
+func (c *Config) stepEnv() *steprun.Env {
+	return &steprun.Env{
+		DataDir: c.DataDir, WALDir: c.WALDir, BinDir: c.BinDir, Member: c.Member,
+		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: c.Logger,
+		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
+		DropV2Content: c.DropV2Content,
+	}
 }

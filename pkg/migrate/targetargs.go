@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-version"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
-	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
 // checkTargetAccepts runs the target etcd on the command line it will be exec'd with,
@@ -29,7 +29,7 @@ import (
 // gives, if any.
 func (c *Config) checkTargetAccepts() error {
 	start := time.Now()
-	bin := steps.EtcdBinary(c.BinDir, c.Target.Version)
+	bin := steprun.EtcdBinary(c.BinDir, c.Target.Version)
 	args := c.execArgs(c.ExecArgs)
 	env := c.execEnv(args, false)
 	help, err := etcdHelp(bin)
@@ -172,7 +172,7 @@ func (c *Config) olderNotice(name string) (string, string) {
 		if v.Equal(c.Target.Version) {
 			continue
 		}
-		help, err := etcdHelp(steps.EtcdBinary(c.BinDir, v))
+		help, err := etcdHelp(steprun.EtcdBinary(c.BinDir, v))
 		if err != nil {
 			continue
 		}

@@ -1,8 +1,3 @@
-// Package rollback converts etcd3 data back to etcd2 offline: the live v3 keyspace
-// is read from the bolt backend and written as a v2 store snapshot in a fresh member
-// dir that an etcd serving the v2 API starts on. Unlike the Kubernetes tool it keeps
-// resource versions: each key's modifiedIndex is its mod_revision and its
-// createdIndex its create_revision.
 package rollback
 
 import (

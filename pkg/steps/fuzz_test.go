@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -110,7 +112,7 @@ func checkOneLine(t *testing.T, what string, err error, extra int) {
 	}
 }
 
-func checkChain(t *testing.T, what string, cur *versionfile.Pair, target versionfile.Pair, bundled []*version.Version, plan []steps.Step) {
+func checkChain(t *testing.T, what string, cur *versionfile.Pair, target versionfile.Pair, bundled []*version.Version, plan []steprun.Step) {
 	t.Helper()
 	isBundled := func(v *version.Version) bool {
 		for _, b := range bundled {
@@ -129,7 +131,7 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 		t.Fatalf("%s = [%s]: %s", what, strings.Join(s, "; "), fmt.Sprintf(format, a...))
 	}
 	if cur == nil {
-		if len(plan) != 1 || plan[0].Kind != steps.KindWriteVersion || !plan[0].To.Equal(target) {
+		if len(plan) != 1 || plan[0].Kind() != steprun.KindWriteVersion || !plan[0].Span().To.Equal(target) {
 			fail("an empty data dir only gets the target recorded")
 		}
 		return
@@ -151,23 +153,24 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 		fail("%d steps for %d minors", len(plan), minorDistance)
 	}
 	from := *cur
-	for i, s := range plan {
+	for i, st := range plan {
+		s := st.Span()
 		if !s.From.Equal(from) {
 			fail("step %d starts at %v, the previous one ended at %v", i+1, s.From, from)
 		}
 		if !isBundled(s.To.Version) {
 			fail("step %d ends at %v, which is not bundled", i+1, s.To)
 		}
-		if s.String() == "" {
+		if st.String() == "" {
 			fail("step %d prints as nothing", i+1)
 		}
 		sameMinor := versionfile.CompareMinor(s.From.Version, s.To.Version) == 0
-		switch s.Kind {
-		case steps.KindWriteVersion:
+		switch st.Kind() {
+		case steprun.KindWriteVersion:
 			if !sameMinor || s.From.Storage != s.To.Storage {
 				fail("step %d records %v over %v: only a patch change needs no run", i+1, s.To, s.From)
 			}
-		case steps.KindUpgradeMinor:
+		case steprun.KindUpgradeMinor:
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||
 				s.From.Major() != s.To.Major() || s.To.Minor() != s.From.Minor()+1 {
 				fail("step %d upgrades %v -> %v: not one minor up in etcd3", i+1, s.From, s.To)
@@ -179,12 +182,12 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 					fail("step %d upgrades from %v, older than the bundled %s of its minor", i+1, s.From, b)
 				}
 			}
-		case steps.KindUpgradePatch:
+		case steprun.KindUpgradePatch:
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 || !sameMinor ||
 				(!s.From.PatchUnknown && !s.From.Version.LessThan(s.To.Version)) {
 				fail("step %d runs %v on %v: not a newer patch (or a known one over an unknown) of one minor in etcd3", i+1, s.To, s.From)
 			}
-		case steps.KindV2ToV3:
+		case steprun.KindV2ToV3:
 			// At the first bundled etcd 3.x at or after the data's minor.
 			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 ||
 				s.To.Major() != 3 || versionfile.CompareMinor(s.To.Version, s.From.Version) < 0 {
@@ -195,24 +198,24 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 					fail("step %d converts %v -> %v, but etcd %s is bundled and comes first", i+1, s.From, s.To, b)
 				}
 			}
-		case steps.KindRollbackMinor:
+		case steprun.KindRollbackMinor:
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||
 				s.From.Major() != s.To.Major() || s.To.Minor() != s.From.Minor()-1 {
 				fail("step %d rolls back %v -> %v: not one minor down in etcd3", i+1, s.From, s.To)
 			}
-			if s.Via == nil || !isBundled(s.Via) || versionfile.CompareMinor(s.Via, s.From.Version) != 0 {
-				fail("step %d rolls back through %v, not a bundled etcd of %v's minor", i+1, s.Via, s.From)
+			if v := via(st); v == nil || !isBundled(v) || versionfile.CompareMinor(v, s.From.Version) != 0 {
+				fail("step %d rolls back through %v, not a bundled etcd of %v's minor", i+1, v, s.From)
 			}
-		case steps.KindRollbackToEtcd2:
+		case steprun.KindRollbackToEtcd2:
 			ok := s.From.Storage == versionfile.StorageEtcd3 && s.To.Storage == versionfile.StorageEtcd2 &&
 				(sameMinor || s.To.Major() == 2 && s.From.Major() == 3 && s.From.Minor() == 0)
 			if !ok {
 				fail("step %d converts %v -> %v: not etcd3 -> etcd2 at one minor (or 3.0 -> 2.x)", i+1, s.From, s.To)
 			}
 		default:
-			fail("step %d has unknown kind %q", i+1, s.Kind)
+			fail("step %d has unknown kind %q", i+1, st.Kind())
 		}
-		for _, b := range steps.BinariesFor("/bin", s) {
+		for _, b := range st.Binaries("/bin") {
 			v := b[strings.LastIndex(b, "-")+1:]
 			if !isBundled(versionfile.MustVersion(v)) {
 				fail("step %d runs %s, which is not bundled", i+1, b)
@@ -223,4 +226,15 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 	if !from.Equal(target) {
 		fail("the plan ends at %v, not at the target", from)
 	}
+}
+
+// via is the etcd a rollback step runs first (nil for other steps).
+func via(s steprun.Step) *version.Version {
+	switch r := s.(type) {
+	case *rollback.DowngradeMinor:
+		return r.Via
+	case *rollback.RestoreSnapshot:
+		return r.Via
+	}
+	return nil
 }

@@ -1,5 +1,7 @@
 // Package steps owns the migration path: planning it (a pure function of the
-// current state, the target and the bundled versions) and executing its steps.
+// current state, the target and the bundled versions, returning typed steps), and
+// the steps that go up: write-version, the patch and minor upgrades and the etcd2
+// conversion. The rollbacks are pkg/rollback's; pkg/steprun runs them all.
 package steps
 
 import (
@@ -10,66 +12,11 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
+	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
-
-// Kind names what a step does.
-type Kind string
-
-const (
-	// KindWriteVersion only records the target in version.txt: the data needs no
-	// change (empty data dir, or a patch-only difference within one minor).
-	KindWriteVersion Kind = "write-version"
-	// KindUpgradeMinor runs etcd of the next minor on the data until the cluster (and
-	// from 3.6 the storage) version moved to that minor and a snapshot covers it.
-	KindUpgradeMinor Kind = "upgrade-minor"
-	// KindUpgradePatch runs etcd of a newer patch of the data's own minor on the
-	// data, like an upgrade step: before a minor hop when the data's patch is older
-	// than the newest bundled one of its minor or unknown (etcd's upgrade rule:
-	// the newest patch of the current minor first; 3.5.26+ repairs membership that
-	// 3.6 relies on), or to reach the target's patch when the data's is unknown.
-	KindUpgradePatch Kind = "upgrade-patch"
-	// KindV2ToV3 converts the v2 store into the v3 keyspace offline (pkg/v2tov3),
-	// then runs etcd of To on the result like an upgrade step.
-	KindV2ToV3 Kind = "v2-to-v3"
-	// KindRollbackMinor goes one minor down (3.6+): etcd of Via (the current minor)
-	// downgrades the cluster and storage version to To's minor, then etcd of To
-	// takes over the data.
-	KindRollbackMinor Kind = "rollback-minor"
-	// KindRollbackToEtcd2 rewrites the v3 keyspace as a v2 store offline
-	// (pkg/rollback), then runs etcd of To with the v2 API on it.
-	KindRollbackToEtcd2 Kind = "rollback-to-etcd2"
-)
-
-// Step is one planned move; To is what version.txt records after it.
-type Step struct {
-	Kind Kind
-	From versionfile.Pair
-	To   versionfile.Pair
-	// Via is the bundled etcd of From's minor that a rollback runs first.
-	Via *version.Version
-}
-
-func (s Step) String() string {
-	switch s.Kind {
-	case KindUpgradeMinor, KindUpgradePatch:
-		return fmt.Sprintf("%s %s -> %s (run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
-	case KindV2ToV3:
-		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s)", s.Kind, s.From, s.To, s.To.Version)
-	case KindRollbackToEtcd2:
-		return fmt.Sprintf("%s %s -> %s (convert offline, then run etcd-%s with the v2 API)", s.Kind, s.From, s.To, s.To.Version)
-	case KindRollbackMinor:
-		if RollbackBySnapshot(s) {
-			return fmt.Sprintf("%s %s -> %s (snapshot with etcd-%s, restore with etcdctl-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version, s.To.Version)
-		}
-		return fmt.Sprintf("%s %s -> %s (downgrade with etcd-%s, then run etcd-%s)", s.Kind, s.From, s.To, s.Via, s.To.Version)
-	default:
-		if s.From.Version == nil {
-			return fmt.Sprintf("%s (empty data dir) -> %s", s.Kind, s.To)
-		}
-		return fmt.Sprintf("%s %s -> %s", s.Kind, s.From, s.To)
-	}
-}
 
 // ErrNotSupported marks moves the bundled binaries cannot make (etcd2-mode
 // upgrades, rollbacks below the oldest bundled minor); the message says what works.
@@ -78,12 +25,12 @@ var ErrNotSupported = errors.New("not supported yet")
 // Plan returns the ordered steps that bring data at current to target using only
 // the bundled etcd versions. current is nil for an empty data dir. No steps and no
 // error means there is nothing to do.
-func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if !containsVersion(bundled, target.Version) {
 		return nil, fmt.Errorf("target version %s is not bundled (bundled: %s): set TARGET_VERSION to one of them", target.Version, joinVersions(bundled))
 	}
 	if current == nil {
-		return []Step{{Kind: KindWriteVersion, To: target}}, nil
+		return []steprun.Step{WriteVersion{steprun.Move{To: target}}}, nil
 	}
 	cur := *current
 	if target.Storage == versionfile.StorageEtcd2 {
@@ -91,14 +38,15 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		case cur.Equal(target):
 			return nil, nil
 		case cur.Storage == versionfile.StorageEtcd2 && versionfile.CompareMinor(cur.Version, target.Version) == 0:
-			return []Step{{Kind: KindWriteVersion, From: cur, To: target}}, nil
+			return []steprun.Step{WriteVersion{steprun.Move{From: cur, To: target}}}, nil
 		case cur.Storage == versionfile.StorageEtcd3:
 			return toEtcd2Steps(cur, target, bundled)
 		}
 		return nil, fmt.Errorf("%s -> %s: etcd2 data moves to another minor only through etcd3; %w", cur, target, ErrNotSupported)
 	}
-	var steps []Step
-	if cur.Storage == versionfile.StorageEtcd2 {
+	var steps []steprun.Step
+	converted := cur.Storage == versionfile.StorageEtcd2
+	if converted {
 		conv, err := conversionStep(cur, target, bundled)
 		if err != nil {
 			return nil, err
@@ -117,10 +65,10 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		if cur.PatchUnknown {
 			// The data tells its minor only (detected, or a step cut short): the
 			// target etcd serves it once before version.txt names an exact patch.
-			return append(steps, Step{Kind: KindUpgradePatch, From: cur, To: target}), nil
+			return append(steps, UpgradePatch{steprun.Move{From: cur, To: target}}), nil
 		}
 		// Patch releases of one minor share their data format.
-		return append(steps, Step{Kind: KindWriteVersion, From: cur, To: target}), nil
+		return append(steps, WriteVersion{steprun.Move{From: cur, To: target}}), nil
 	case 1:
 		return rollbackSteps(steps, cur, target, bundled)
 	}
@@ -129,7 +77,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 	// newest patch already.
 	if floor := newestOfMinor(bundled, cur.Major(), cur.Minor()); floor != nil && (cur.PatchUnknown || cur.Version.LessThan(floor)) {
 		to := versionfile.Pair{Version: floor, Storage: versionfile.StorageEtcd3}
-		steps = append(steps, Step{Kind: KindUpgradePatch, From: cur, To: to})
+		steps = append(steps, UpgradePatch{steprun.Move{From: cur, To: to}})
 		cur = to
 	}
 	from := cur
@@ -144,7 +92,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 			}
 		}
 		to := versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}
-		steps = append(steps, Step{Kind: KindUpgradeMinor, From: from, To: to})
+		steps = append(steps, &UpgradeMinor{Move: steprun.Move{From: from, To: to}, converted: converted})
 		from = to
 	}
 	return steps, nil
@@ -152,7 +100,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 
 // rollbackSteps goes down one minor per step. Each step needs the bundled etcd of
 // the minor it leaves (to downgrade the cluster) and of the minor it reaches.
-func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if target.Major() != 3 || target.Minor() < 4 {
 		return nil, fmt.Errorf("%s -> %s: rollbacks below 3.4 are %w", cur, target, ErrNotSupported)
 	}
@@ -170,7 +118,7 @@ func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*versio
 			}
 		}
 		next := versionfile.Pair{Version: to, Storage: versionfile.StorageEtcd3}
-		steps = append(steps, Step{Kind: KindRollbackMinor, From: from, To: next, Via: via})
+		steps = append(steps, rollbackMinor(steprun.Move{From: from, To: next}, via))
 		from = next
 	}
 	return steps, nil
@@ -180,20 +128,20 @@ func rollbackSteps(steps []Step, cur, target versionfile.Pair, bundled []*versio
 // the target's minor, then the keyspace becomes a v2 store served by the target.
 // The v2 API exists up to etcd 3.5; etcd 2.x data is reachable from 3.0 only (what
 // the Kubernetes rollback tool did).
-func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]Step, error) {
+func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if target.Major() == 2 {
 		if cur.Major() != 3 || cur.Minor() != 0 {
 			return nil, fmt.Errorf("%s -> %s: etcd 2.x data is reachable from 3.0.x/etcd3 only; roll back to 3.0 first, or target 3.4/3.5 with etcd2 storage", cur, target)
 		}
-		return []Step{{Kind: KindRollbackToEtcd2, From: cur, To: target}}, nil
+		return []steprun.Step{rollback.ToEtcd2{Move: steprun.Move{From: cur, To: target}}}, nil
 	}
-	if target.Major() != cur.Major() || target.Minor() > 5 {
+	if target.Major() != cur.Major() || !etcdversion.For(target.Version).V2API {
 		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older", cur, target, target.Version)
 	}
 	if target.Minor() > cur.Minor() {
 		return nil, fmt.Errorf("%s -> %s: etcd2 storage is reached by rolling back; upgrade in etcd3 to %s first, then roll back to etcd2 at that minor", cur, target, target.MinorString())
 	}
-	var steps []Step
+	var steps []steprun.Step
 	from := cur
 	if target.Minor() < cur.Minor() {
 		var err error
@@ -201,16 +149,20 @@ func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]S
 		if err != nil {
 			return nil, err
 		}
-		from = steps[len(steps)-1].To
+		from = steps[len(steps)-1].Span().To
 	}
-	return append(steps, Step{Kind: KindRollbackToEtcd2, From: from, To: target}), nil
+	return append(steps, rollback.ToEtcd2{Move: steprun.Move{From: from, To: target}}), nil
 }
 
-// RollbackBySnapshot: etcd 3.4 has no downgrade support, so 3.5 -> 3.4 goes by a
-// snapshot of the 3.5 server restored with 3.4's own etcdctl (revisions and leases
-// kept; a new cluster and member ID).
-func RollbackBySnapshot(s Step) bool {
-	return s.Kind == KindRollbackMinor && versionfile.CompareMinor(s.To.Version, versionfile.MustVersion("3.5.0")) < 0
+// rollbackMinor goes one minor down with the downgrade API of via (the minor being
+// left) where it has one (3.6+); 3.5 cannot lower a cluster to 3.4, so 3.5 -> 3.4
+// goes by a snapshot of the 3.5 server restored with 3.4's own etcdctl (revisions
+// and leases kept; a new cluster and member ID).
+func rollbackMinor(m steprun.Move, via *version.Version) steprun.Step {
+	if etcdversion.For(via).DowngradeFrom {
+		return &rollback.DowngradeMinor{Move: m, Via: via}
+	}
+	return &rollback.RestoreSnapshot{Move: m, Via: via}
 }
 
 // conversionStep plans the v2 -> v3 conversion of etcd2 data at cur. It happens at
@@ -220,9 +172,9 @@ func RollbackBySnapshot(s Step) bool {
 // formats of every etcd 2.x and 3.x) and writes a fresh member dir, so no etcd has to
 // read the older data. Upgrades in etcd2 mode through bundled etcd 2.x minors in
 // between are not supported.
-func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (Step, error) {
+func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (ConvertV2ToV3, error) {
 	if versionfile.CompareMinor(target.Version, cur.Version) < 0 {
-		return Step{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
 	}
 	sorted := append([]*version.Version(nil), bundled...)
 	sort.Sort(version.Collection(sorted))
@@ -234,17 +186,17 @@ func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (S
 		}
 	}
 	if at == nil {
-		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, cur.MinorString(), joinVersions(bundled))
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, cur.MinorString(), joinVersions(bundled))
 	}
 	for _, b := range sorted {
 		if versionfile.Major(b) < 3 && versionfile.CompareMinor(b, cur.Version) > 0 {
-			return Step{}, fmt.Errorf("%s -> %s: etcd2 data would first be upgraded in etcd2 mode with etcd %s, which is %w; bundle no etcd 2.x newer than the data, and the v2 store converts at %s", cur, target, b, ErrNotSupported, at)
+			return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: etcd2 data would first be upgraded in etcd2 mode with etcd %s, which is %w; bundle no etcd 2.x newer than the data, and the v2 store converts at %s", cur, target, b, ErrNotSupported, at)
 		}
 	}
 	if versionfile.CompareMinor(at, target.Version) > 0 {
-		return Step{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, cur.MinorString(), at, versionfile.MinorString(at), target.MinorString())
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, cur.MinorString(), at, versionfile.MinorString(at), target.MinorString())
 	}
-	return Step{Kind: KindV2ToV3, From: cur, To: versionfile.Pair{Version: at, Storage: versionfile.StorageEtcd3}}, nil
+	return ConvertV2ToV3{steprun.Move{From: cur, To: versionfile.Pair{Version: at, Storage: versionfile.StorageEtcd3}}}, nil
 }
 
 func containsVersion(vs []*version.Version, v *version.Version) bool {

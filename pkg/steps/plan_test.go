@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -34,12 +36,12 @@ func pairPtr(s string) *versionfile.Pair {
 }
 
 // stepText renders a step as "kind from->to" with "-" for an unset From.
-func stepText(s steps.Step) string {
+func stepText(s steprun.Step) string {
 	from := "-"
-	if s.From.Version != nil {
-		from = s.From.String()
+	if m := s.Span(); m.From.Version != nil {
+		from = m.From.String()
 	}
-	return fmt.Sprintf("%s %s->%s", s.Kind, from, s.To)
+	return fmt.Sprintf("%s %s->%s", s.Kind(), from, s.Span().To)
 }
 
 func TestPlan(t *testing.T) {
@@ -232,12 +234,12 @@ func TestPlan(t *testing.T) {
 			}
 			// Steps chain: each step starts where the previous ended.
 			for i := 1; i < len(got); i++ {
-				if !got[i].From.Equal(got[i-1].To) {
-					t.Errorf("step %d From %s != step %d To %s", i+1, got[i].From, i, got[i-1].To)
+				if !got[i].Span().From.Equal(got[i-1].Span().To) {
+					t.Errorf("step %d From %s != step %d To %s", i+1, got[i].Span().From, i, got[i-1].Span().To)
 				}
 			}
-			if len(got) > 0 && !got[len(got)-1].To.Equal(versionfile.MustPair(tc.target)) {
-				t.Errorf("last step ends at %s, want %s", got[len(got)-1].To, tc.target)
+			if len(got) > 0 && !got[len(got)-1].Span().To.Equal(versionfile.MustPair(tc.target)) {
+				t.Errorf("last step ends at %s, want %s", got[len(got)-1].Span().To, tc.target)
 			}
 		})
 	}
@@ -332,18 +334,18 @@ func TestParseBundledErrors(t *testing.T) {
 
 func TestStepString(t *testing.T) {
 	tests := []struct {
-		s    steps.Step
+		s    steprun.Step
 		want string
 	}{
-		{steps.Step{Kind: steps.KindUpgradeMinor, From: versionfile.MustPair("3.4.13/etcd3"), To: versionfile.MustPair("3.5.35/etcd3")},
+		{&steps.UpgradeMinor{Move: move("3.4.13/etcd3", "3.5.35/etcd3")},
 			"upgrade-minor 3.4.13/etcd3 -> 3.5.35/etcd3 (run etcd-3.5.35)"},
-		{steps.Step{Kind: steps.KindWriteVersion, From: versionfile.MustPair("3.7.0/etcd3"), To: versionfile.MustPair("3.7.3/etcd3")},
+		{steps.WriteVersion{Move: move("3.7.0/etcd3", "3.7.3/etcd3")},
 			"write-version 3.7.0/etcd3 -> 3.7.3/etcd3"},
-		{steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.7.3/etcd3")},
+		{steps.WriteVersion{Move: steprun.Move{To: versionfile.MustPair("3.7.3/etcd3")}},
 			"write-version (empty data dir) -> 3.7.3/etcd3"},
-		{steps.Step{Kind: steps.KindRollbackMinor, From: versionfile.MustPair("3.7.1/etcd3"), To: versionfile.MustPair("3.6.16/etcd3"), Via: versionfile.MustVersion("3.7.3")},
+		{&rollback.DowngradeMinor{Move: move("3.7.1/etcd3", "3.6.16/etcd3"), Via: versionfile.MustVersion("3.7.3")},
 			"rollback-minor 3.7.1/etcd3 -> 3.6.16/etcd3 (downgrade with etcd-3.7.3, then run etcd-3.6.16)"},
-		{steps.Step{Kind: steps.KindRollbackMinor, From: versionfile.MustPair("3.5.35/etcd3"), To: versionfile.MustPair("3.4.13/etcd3"), Via: versionfile.MustVersion("3.5.35")},
+		{&rollback.RestoreSnapshot{Move: move("3.5.35/etcd3", "3.4.13/etcd3"), Via: versionfile.MustVersion("3.5.35")},
 			"rollback-minor 3.5.35/etcd3 -> 3.4.13/etcd3 (snapshot with etcd-3.5.35, restore with etcdctl-3.4.13, then run etcd-3.4.13)"},
 	}
 	for _, tc := range tests {
@@ -353,15 +355,50 @@ func TestStepString(t *testing.T) {
 	}
 }
 
-func TestBinariesFor(t *testing.T) {
-	up := steps.Step{Kind: steps.KindUpgradeMinor, From: versionfile.MustPair("3.4.13/etcd3"), To: versionfile.MustPair("3.5.35/etcd3")}
-	got := steps.BinariesFor("/usr/local/bin", up)
+func move(from, to string) steprun.Move {
+	return steprun.Move{From: versionfile.MustPair(from), To: versionfile.MustPair(to)}
+}
+
+func TestBinaries(t *testing.T) {
+	up := &steps.UpgradeMinor{Move: move("3.4.13/etcd3", "3.5.35/etcd3")}
+	got := up.Binaries("/usr/local/bin")
 	if len(got) != 1 || got[0] != filepath.Join("/usr/local/bin", "etcd-3.5.35") {
-		t.Errorf("BinariesFor(upgrade) = %v, want [/usr/local/bin/etcd-3.5.35]", got)
+		t.Errorf("Binaries(upgrade) = %v, want [/usr/local/bin/etcd-3.5.35]", got)
 	}
-	wv := steps.Step{Kind: steps.KindWriteVersion, To: versionfile.MustPair("3.5.35/etcd3")}
-	if got := steps.BinariesFor("/usr/local/bin", wv); len(got) != 0 {
-		t.Errorf("BinariesFor(write-version) = %v, want none", got)
+	wv := steps.WriteVersion{Move: steprun.Move{To: versionfile.MustPair("3.5.35/etcd3")}}
+	if got := wv.Binaries("/usr/local/bin"); len(got) != 0 {
+		t.Errorf("Binaries(write-version) = %v, want none", got)
+	}
+	rs := &rollback.RestoreSnapshot{Move: move("3.5.35/etcd3", "3.4.13/etcd3"), Via: versionfile.MustVersion("3.5.35")}
+	if got := strings.Join(rs.Binaries("/b"), " "); got != "/b/etcd-3.5.35 /b/etcd-3.4.13 /b/etcdctl-3.4.13" {
+		t.Errorf("Binaries(snapshot rollback) = %s", got)
+	}
+}
+
+// What a step writes: the conversions and the snapshot restore build a second
+// member dir, so they need the data's size again; write-version needs nothing.
+func TestSpaceAndRewrites(t *testing.T) {
+	const size = 1 << 30
+	tests := []struct {
+		s       steprun.Step
+		rewrite bool
+		space   int64
+	}{
+		{steps.WriteVersion{Move: move("3.7.0/etcd3", "3.7.3/etcd3")}, false, 0},
+		{&steps.UpgradeMinor{Move: move("3.4.13/etcd3", "3.5.35/etcd3")}, false, steprun.StepSpace + size/4},
+		{steps.UpgradePatch{Move: move("3.4.0/etcd3", "3.4.13/etcd3")}, false, steprun.StepSpace + size/4},
+		{steps.ConvertV2ToV3{Move: move("3.4.13/etcd2", "3.4.13/etcd3")}, true, steprun.StepSpace + size/4 + size},
+		{&rollback.DowngradeMinor{Move: move("3.7.3/etcd3", "3.6.16/etcd3"), Via: versionfile.MustVersion("3.7.3")}, false, steprun.StepSpace + size/4},
+		{&rollback.RestoreSnapshot{Move: move("3.5.35/etcd3", "3.4.13/etcd3"), Via: versionfile.MustVersion("3.5.35")}, true, steprun.StepSpace + size/4 + size},
+		{rollback.ToEtcd2{Move: move("3.4.13/etcd3", "3.4.13/etcd2")}, true, steprun.StepSpace + size/4 + size},
+	}
+	for _, tc := range tests {
+		if got := tc.s.RewritesMemberDir(); got != tc.rewrite {
+			t.Errorf("%s: RewritesMemberDir = %v", tc.s, got)
+		}
+		if got := tc.s.Space(size); got != tc.space {
+			t.Errorf("%s: Space = %d, want %d", tc.s, got, tc.space)
+		}
 	}
 }
 
@@ -372,7 +409,19 @@ func TestPlanRollbackVia(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan) != 2 || plan[0].Via.String() != "3.7.3" || plan[1].Via.String() != "3.6.16" {
+	if len(plan) != 2 || via(plan[0]).String() != "3.7.3" || via(plan[1]).String() != "3.6.16" {
 		t.Fatalf("plan = %v, want steps via etcd 3.7.3 then 3.6.16", plan)
+	}
+	// 3.6+ lowers the cluster with the downgrade API; 3.5 cannot reach 3.4, so that
+	// step restores a snapshot.
+	plan, err = steps.Plan(pairPtr("3.6.16/etcd3"), versionfile.MustPair("3.4.13/etcd3"), mustBundled(t, "3.4.13,3.5.35,3.6.16,3.7.3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := plan[0].(*rollback.DowngradeMinor); !ok || len(plan) != 2 {
+		t.Fatalf("plan = %v: 3.6 -> 3.5 is not a downgrade through the API", plan)
+	}
+	if _, ok := plan[1].(*rollback.RestoreSnapshot); !ok {
+		t.Fatalf("plan = %v: 3.5 -> 3.4 is not a snapshot restore", plan)
 	}
 }

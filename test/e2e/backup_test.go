@@ -13,7 +13,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
-	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
 // failingEtcd is a bin dir whose etcd-<v> answers --version as the real one (so
@@ -229,7 +229,7 @@ func TestBackupDiskSpace(t *testing.T) {
 	size := allocated(t, dataDir)
 	// Free space: the steps' need (a WAL segment and a quarter of the data) plus
 	// half the data: enough without a new backup, not with one.
-	target := int64(steps.StepSpace) + size/4 + size/2
+	target := int64(steprun.StepSpace) + size/4 + size/2
 	free, _ := diskspace.Free(fsDir)
 	if free < target {
 		t.Fatalf("tmpfs too small: %d free, want %d", free, target)
@@ -250,7 +250,7 @@ func TestBackupDiskSpace(t *testing.T) {
 	}
 	f.Close()
 	free, _ = diskspace.Free(fsDir)
-	t.Logf("data %d KiB allocated; free after filling %d KiB (steps need %d KiB, a new backup %d KiB more)", size>>10, free>>10, (int64(steps.StepSpace)+size/4)>>10, size>>10)
+	t.Logf("data %d KiB allocated; free after filling %d KiB (steps need %d KiB, a new backup %d KiB more)", size>>10, free>>10, (int64(steprun.StepSpace)+size/4)>>10, size>>10)
 
 	r = runMigrate(t, binDir, dataDir, nil, args...)
 	if line := errorLine(t, r); r.code != 1 || !strings.Contains(line, "injected failure: etcd-3.5.35 refuses to start") || !strings.Contains(r.stderr, `msg="backup kept"`) {

@@ -1,0 +1,127 @@
+package steprun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
+	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// Env is what the steps of one run share.
+type Env struct {
+	DataDir string
+	// WALDir is the member's separate WAL dir (--wal-dir), "" when the WAL is in
+	// the data dir. Only steps that keep the member dir support one.
+	WALDir string
+	BinDir string
+	// Member is the identity and private URLs of the steps' etcd.
+	Member etcdproc.Member
+	// ReadyTimeout bounds one step's wait for etcd to take over the data.
+	ReadyTimeout time.Duration
+	// StopTimeout bounds the graceful stop before SIGKILL.
+	StopTimeout time.Duration
+	// TTLKeysDir: keys below it without a v2 TTL get a lease of DefaultTTL when the
+	// v2 store is converted (what the Kubernetes migration did for events).
+	TTLKeysDir string
+	DefaultTTL time.Duration
+	// DataPrefix is the Kubernetes key prefix (values below it must be JSON for
+	// etcd2; v2 content below it may always be dropped before 3.6).
+	DataPrefix string
+	// DropV2Content: v2 content outside DataPrefix may be dropped too.
+	DropV2Content bool
+	Logger        *slog.Logger
+
+	// keys is the keyspace digest of the data as the last step left it.
+	keys *keyspace.Digest
+}
+
+// Run executes one step and records its result in version.txt only once the data is
+// in that state. It logs one line per step, with its timings.
+func (e *Env) Run(ctx context.Context, s Step) error {
+	err := e.run(ctx, s)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// etcd dies of a full disk with "failed to save snapshot" or the like:
+		// say what is wrong.
+		if hint := diskspace.Hint(e.DataDir, StepSpace); hint != "" {
+			err = fmt.Errorf("%w; %s", err, hint)
+		}
+	}
+	return err
+}
+
+func (e *Env) run(ctx context.Context, s Step) error {
+	start := time.Now()
+	m := s.Span()
+	attrs := []any{"kind", string(s.Kind()), "from", m.From.String(), "version_txt", m.To.String()}
+	// An empty data dir may not exist yet.
+	if err := os.MkdirAll(e.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir %s: %w", e.DataDir, err)
+	}
+	// The record is written (not yet renamed) before the step changes anything.
+	record, err := versionfile.Prepare(e.DataDir, m.To)
+	if err != nil {
+		return fmt.Errorf("step %s: %w", s, err)
+	}
+	defer record.Abort()
+	t, err := s.Run(ctx, e)
+	if err != nil {
+		return err
+	}
+	if err := record.Commit(); err != nil {
+		return err
+	}
+	// Only now that version.txt records the step may a replaced member dir go.
+	if err := memberdir.Cleanup(e.DataDir); err != nil {
+		return err
+	}
+	e.Logger.Info("step done", append(append(attrs, t...), "duration_ms", time.Since(start).Milliseconds())...)
+	return nil
+}
+
+// KeepKeys runs an etcd3 -> etcd3 step's work and proves the keys came out as they
+// went in: the keyspace digest before (the one the previous step left, or read
+// now) is compared offline with the one after; a difference fails the step before
+// version.txt records it.
+func (e *Env) KeepKeys(s Step, work func() ([]any, error)) ([]any, error) {
+	before, beforeCost, err := e.keysBefore(s)
+	if err != nil {
+		return nil, err
+	}
+	t, err := work()
+	if err != nil {
+		return nil, err
+	}
+	e.keys = nil
+	after, err := keyspace.Of(e.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("after step %s: %w", s, err)
+	}
+	expired, err := keyspace.Compare(before, after)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w (compared offline after etcd %s stopped)", s, err, s.Span().To.Version)
+	}
+	e.keys = after
+	return append(t, "keys", after.Keys, "keys_expired", expired, "digest_ms", (beforeCost + after.Duration).Milliseconds()), nil
+}
+
+func (e *Env) keysBefore(s Step) (*keyspace.Digest, time.Duration, error) {
+	if e.keys != nil {
+		return e.keys, 0, nil
+	}
+	if s.Span().From.Storage != versionfile.StorageEtcd3 {
+		return nil, 0, fmt.Errorf("step %s: no etcd3 keyspace to check", s)
+	}
+	d, err := keyspace.Of(e.DataDir)
+	if err != nil {
+		return nil, 0, fmt.Errorf("before step %s: %w", s, err)
+	}
+	return d, d.Duration, nil
+}
