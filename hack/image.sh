@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds, and pushes, the etcd-migrate image from prebuilt static binaries with docker
 # or buildah, whichever works here. `make image`, `make push` and the image test
-# (test/image) call it; README.md, "The container image", describes the targets.
+# (test/image) call it; docs/development.md, "Building the image", describes the targets.
 #
 #   hack/image.sh tool             print the image tool that would be used (exit 3: none)
 #   hack/image.sh context DIR      stage the build context (bin/, rootfs/, shell-package) into DIR
@@ -148,7 +148,7 @@ context() {
   for b in etcdctl etcdutl; do
     [ -e "$dir/bin/$b-$newest" ] && ln -sfn "$b-$newest" "$dir/bin/$b"
   done
-  # For the Kubernetes GCE manifest (README.md, "Kubernetes static pod"): etcd runs
+  # For the Kubernetes GCE manifest (docs/image-and-kubernetes.md, "Kubernetes static pod"): etcd runs
   # etcd-$TARGET_VERSION (default: the newest), migrate-if-needed.sh migrates without
   # exec, /bin/sh runs the manifest's command, /var/log takes its redirections.
   sed -e "s/@NEWEST@/$newest/g" -e "s/@BUNDLED@/$(versions | paste -sd, -)/g" \

@@ -50,7 +50,7 @@ func readRecord(t *testing.T, dataDir string) backup.Record {
 // refusing to start (the second of those after the 3.5 step completed) — and the
 // fourth run succeeds. The backup taken before the first run stays the
 // pre-migration data byte for byte throughout; the retries copy nothing; the
-// completed migration is recorded; README's manual restore of it serves with
+// completed migration is recorded; its manual restore (docs/backups-and-failures.md) serves with
 // etcd 3.4.13; and the next migration replaces it with its own pre-migration copy.
 func TestBackupSurvivesRetries(t *testing.T) {
 	binDir := etcdtest.BinDir(t)
@@ -127,7 +127,7 @@ func TestBackupSurvivesRetries(t *testing.T) {
 	}
 	t.Logf("status:\n%s", st.stdout)
 
-	// README's manual restore: move the data aside, copy the backup back, start
+	// The manual restore (docs/backups-and-failures.md): move the data aside, copy the backup back, start
 	// the version its version.txt names.
 	failed := dataDir + ".failed"
 	if err := os.Rename(dataDir, failed); err != nil {

@@ -89,7 +89,7 @@ type resolved struct {
 	bundled  string
 }
 
-// resolve applies the precedence README's "Flags and environment" documents: a flag
+// resolve applies the precedence docs/configuration.md's "Flags and environment" documents: a flag
 // set on the command line, else its environment variable, else, for the member's
 // name and peer settings, what the served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
 // variables it reads), else the default.
@@ -278,7 +278,7 @@ func runAndExec(ctx context.Context, r resolved, args []string) error {
 }
 
 // rootLong is the root command's help: what it does, every environment variable it
-// reads and the exit codes (README: Flags and environment).
+// reads and the exit codes (docs/configuration.md: Flags and environment).
 const rootLong = `migrate brings the etcd data directory from the version recorded in its version.txt
 to TARGET_VERSION/TARGET_STORAGE, one minor at a time with the bundled etcd binaries,
 then replaces itself with etcd-<target> and the ETCD-ARGS given after --.
@@ -299,7 +299,8 @@ Environment (a flag given on the command line wins over its variable):
   ETCD_CREDS                   --etcd-server-extra-args: extra flags of every step's
                                etcd (e.g. peer TLS); the flags a step sets itself are
                                left out, those that would move the data or the member
-                               are refused (README: "ETCD_CREDS")
+                               are refused (docs/configuration.md: "ETCD_CREDS")
+  DROP_V2_CONTENT              "true": --drop-v2-content
   DO_NOT_MOVE_BINARIES         "true": do not copy etcd-<target>/etcdctl-<target> to
                                etcd/etcdctl in the bin dir
   ETCD_<FLAG>                  read by the exec'd etcd as its --<flag> (ETCD_DATA_DIR,
@@ -309,8 +310,9 @@ Environment (a flag given on the command line wins over its variable):
                                steps and the backup; a config file (ETCD_CONFIG_FILE,
                                --config-file) is refused.
                                ETCD_VERSION is left out (etcd 3.4 reads it as --version).
-  ETCD_MIGRATE_FAULT,          tests only: kill migrate, or fill the disk, at a named
-  ETCD_MIGRATE_FAULT_FILL        point (README: "Failure"); inert unless set
+  ETCD_MIGRATE_FAULT,          tests only: kill migrate, fill the disk, or pause at a
+  ETCD_MIGRATE_FAULT_FILL,       named point (docs/backups-and-failures.md: "Failure");
+  ETCD_MIGRATE_FAULT_PAUSE       inert unless set
 
 Exit codes:
   0  migrated (or nothing to do), then etcd was exec'd (or --exec=false)
