@@ -185,9 +185,7 @@ func readBackend(path string) (State, error) {
 		if cl := tx.Bucket(schema.Cluster.Name()); cl != nil {
 			st.ClusterVersion = string(cl.Get(schema.ClusterClusterVersionKeyName))
 		}
-		if kb := tx.Bucket(schema.Key.Name()); kb != nil {
-			st.KeyRevisions = kb.Stats().KeyN
-		}
+		st.KeyRevisions = v3backend.KeyRevisions(tx)
 		return nil
 	})
 	if err != nil {

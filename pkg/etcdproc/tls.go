@@ -41,9 +41,37 @@ type privateTLS struct {
 // the server key pair into a new 0700 temp dir, and returns them with the client
 // side's TLS config.
 func newPrivateTLS(user string, fallbackDirs ...string) (*privateTLS, error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, err := newCA()
 	if err != nil {
 		return nil, err
+	}
+	srvKey, srvDER, err := signLeaf(ca, caKey, 2, "etcd-migrate step server", x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, err
+	}
+	cliKey, cliDER, err := signLeaf(ca, caKey, 3, user, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	t, err := writeTLSFiles(ca.Raw, srvDER, srvKey, fallbackDirs)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	t.client = &tls.Config{
+		RootCAs:      pool,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}},
+		MinVersion:   tls.VersionTLS12,
+	}
+	return t, nil
+}
+
+// newCA makes the run's CA, valid from an hour ago (clock skew) for a week.
+func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -57,40 +85,37 @@ func newPrivateTLS(user string, fallbackDirs ...string) (*privateTLS, error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
+	return ca, caKey, err
+}
+
+// signLeaf makes a loopback certificate for cn signed by the CA.
+func signLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn string, usage x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte, error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    caTmpl.NotBefore,
-			NotAfter:     caTmpl.NotAfter,
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-			DNSNames:     []string{"localhost"},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		return key, der, err
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    ca.NotBefore,
+		NotAfter:     ca.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:     []string{"localhost"},
 	}
-	srvKey, srvDER, err := leaf(2, "etcd-migrate step server", x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return nil, err
-	}
-	cliKey, cliDER, err := leaf(3, user, x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		return nil, err
-	}
-	// $TMPDIR first; a read-only root file system (a hardened pod) leaves the
-	// fallbacks, e.g. the data dir's parent, which holds the lock and backup anyway.
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return key, der, err
+}
+
+// writeTLSFiles writes the CA and the server's certificate and key (0600) into a
+// new 0700 temp dir: $TMPDIR first; a read-only root file system (a hardened pod)
+// leaves the fallbacks, e.g. the data dir's parent, which holds the lock and backup
+// anyway.
+func writeTLSFiles(caDER, srvDER []byte, srvKey *ecdsa.PrivateKey, fallbackDirs []string) (*privateTLS, error) {
 	dir, err := os.MkdirTemp("", "etcd-migrate-tls-*")
 	for _, fb := range fallbackDirs {
 		if err == nil {
@@ -115,13 +140,6 @@ func newPrivateTLS(user string, fallbackDirs ...string) (*privateTLS, error) {
 			t.remove()
 			return nil, fmt.Errorf("private TLS files: %w", err)
 		}
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	t.client = &tls.Config{
-		RootCAs:      pool,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}},
-		MinVersion:   tls.VersionTLS12,
 	}
 	return t, nil
 }

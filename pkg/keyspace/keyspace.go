@@ -16,7 +16,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/server/v3/lease/leasepb"
-	"go.etcd.io/etcd/server/v3/storage/schema"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
@@ -81,23 +80,15 @@ func Of(dataDir string) (*Digest, error) {
 	d := &Digest{leased: map[string]leasedKey{}, leases: map[int64]int64{}}
 	err = db.View(func(tx *bolt.Tx) error {
 		d.Auth = v3backend.ReadAuth(tx)
-		if lb := tx.Bucket(schema.Lease.Name()); lb != nil {
-			err := lb.ForEach(func(_, v []byte) error {
-				var l leasepb.Lease
-				if err := l.Unmarshal(v); err != nil {
-					return fmt.Errorf("lease record: %w", err)
-				}
-				d.leases[l.ID] = l.TTL
-				return nil
-			})
-			if err != nil {
-				return err
-			}
+		// The granted TTL: the remaining one moves with every checkpoint.
+		err := v3backend.ForEachLease(tx, func(l *leasepb.Lease) error { d.leases[l.ID] = l.TTL; return nil })
+		if err != nil {
+			return err
 		}
 		// The live key is a key's newest revision unless that is a tombstone.
 		live := map[string]leasedKey{}
 		n := 0
-		err := v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, tombstone bool) error {
+		err = v3backend.ForEachRevision(tx, func(kv *mvccpb.KeyValue, tombstone bool) error {
 			if n++; n%releaseEvery == 0 {
 				v3backend.ReleaseMapped(db, tx.Size())
 			}

@@ -246,6 +246,21 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	if err := c.preflight(env, plan); err != nil {
 		return nil, inputErr(err)
 	}
+	if err := c.runSteps(ctx, env, st, plan); err != nil {
+		return nil, err
+	}
+	c.completeBackup()
+	if c.MoveBinaries {
+		c.moveBinaries()
+	}
+	log.Info("migration done", "version_txt", c.Target.String(), "steps", len(plan), "duration_ms", time.Since(start).Milliseconds())
+	ok = true
+	return lk, nil
+}
+
+// runSteps runs the plan, taking the backup before the first step that changes the
+// data. An error says what version.txt records and how to resume.
+func (c *Config) runSteps(ctx context.Context, env *steprun.Env, st Status, plan []steprun.Step) error {
 	backupNote, backedUp := "", false
 	for i, s := range plan {
 		if !backedUp && len(s.Binaries(c.BinDir)) > 0 {
@@ -253,9 +268,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 			note, err := c.backupBeforeChange(ctx, st)
 			if err != nil {
 				if ctx.Err() != nil {
-					return nil, fmt.Errorf("interrupted by a signal before step %d/%d (nothing changed yet): %w: rerun to resume", i+1, len(plan), err)
+					return fmt.Errorf("interrupted by a signal before step %d/%d (nothing changed yet): %w: rerun to resume", i+1, len(plan), err)
 				}
-				return nil, fmt.Errorf("before step %d/%d (nothing changed yet): %w", i+1, len(plan), err)
+				return fmt.Errorf("before step %d/%d (nothing changed yet): %w", i+1, len(plan), err)
 			}
 			backupNote = note
 		}
@@ -269,18 +284,12 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 				last = "no version.txt was written (the data was detected as " + st.Current.String() + ")"
 			}
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s%s: rerun to resume", i+1, len(plan), s, last, backupNote)
+				return fmt.Errorf("interrupted by a signal during step %d/%d %s; its etcd was stopped and %s%s: rerun to resume", i+1, len(plan), s, last, backupNote)
 			}
-			return nil, fmt.Errorf("step %d/%d failed (%s%s; rerun to retry it): %w", i+1, len(plan), last, backupNote, err)
+			return fmt.Errorf("step %d/%d failed (%s%s; rerun to retry it): %w", i+1, len(plan), last, backupNote, err)
 		}
 	}
-	c.completeBackup()
-	if c.MoveBinaries {
-		c.moveBinaries()
-	}
-	log.Info("migration done", "version_txt", c.Target.String(), "steps", len(plan), "duration_ms", time.Since(start).Milliseconds())
-	ok = true
-	return lk, nil
+	return nil
 }
 
 // recoverReplacement settles a member dir replacement (etcd2 -> etcd3 conversion,

@@ -28,15 +28,7 @@ import (
 // lease when it starts).
 func LeaseTTLs(tx *bolt.Tx) (map[int64]int64, error) {
 	ttls := map[int64]int64{}
-	lb := tx.Bucket(schema.Lease.Name())
-	if lb == nil {
-		return ttls, nil
-	}
-	err := lb.ForEach(func(_, v []byte) error {
-		var l leasepb.Lease
-		if err := l.Unmarshal(v); err != nil {
-			return fmt.Errorf("lease record: %w", err)
-		}
+	err := ForEachLease(tx, func(l *leasepb.Lease) error {
 		ttls[l.ID] = l.TTL
 		if l.RemainingTTL > 0 {
 			ttls[l.ID] = l.RemainingTTL
@@ -44,6 +36,30 @@ func LeaseTTLs(tx *bolt.Tx) (map[int64]int64, error) {
 		return nil
 	})
 	return ttls, err
+}
+
+// ForEachLease decodes every lease record of the lease bucket.
+func ForEachLease(tx *bolt.Tx, fn func(*leasepb.Lease) error) error {
+	lb := tx.Bucket(schema.Lease.Name())
+	if lb == nil {
+		return nil
+	}
+	return lb.ForEach(func(_, v []byte) error {
+		var l leasepb.Lease
+		if err := l.Unmarshal(v); err != nil {
+			return fmt.Errorf("lease record: %w", err)
+		}
+		return fn(&l)
+	})
+}
+
+// KeyRevisions counts the key bucket's entries (every revision and tombstone):
+// 0 means no v3 key was ever written.
+func KeyRevisions(tx *bolt.Tx) int {
+	if kb := tx.Bucket(schema.Key.Name()); kb != nil {
+		return kb.Stats().KeyN
+	}
+	return 0
 }
 
 // ForEachRevision calls fn for every key revision in revision order; tombstone

@@ -94,7 +94,43 @@ type resolved struct {
 // name and peer settings, what the served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
 // variables it reads), else the default.
 func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
-	pick := func(flag, env string) string {
+	pick := picker(fs, getenv)
+	bad := func(err error) (resolved, error) { return resolved{}, &usageError{err} }
+	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
+	if err != nil {
+		return bad(err)
+	}
+	var r resolved
+	r.cfg.Served = served
+	if err := resolveTarget(&r, fs, pick); err != nil {
+		return bad(err)
+	}
+	if r.logLvl, err = parseLevel(o.logLevel); err != nil {
+		return bad(err)
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return bad(fmt.Errorf("--log-format %q: use text or json", o.logFormat))
+	}
+	if err := o.resolveMember(&r, pick, getenv); err != nil {
+		return bad(err)
+	}
+	prefix := strings.TrimSuffix(pick("etcd-data-prefix", "ETCD_DATA_PREFIX"), "/")
+	c := &r.cfg
+	c.BinDir, c.WALDir = o.binDir, served.WALDir
+	c.WillExec, c.ExecArgs = o.exec, append([]string(nil), etcdArgs...)
+	c.TTLKeysDir = orDefault(pick("ttl-keys-directory", "TTL_KEYS_DIRECTORY"), prefix+"/events")
+	c.DataPrefix = prefix
+	c.Backup, c.ReadyTimeout, c.StopTimeout = o.backup, o.readyTimeout, o.stopTimeout
+	c.MoveBinaries = getenv("DO_NOT_MOVE_BINARIES") != "true"
+	c.DropV2Content = o.dropV2 || (!fs.Changed("drop-v2-content") && getenv("DROP_V2_CONTENT") == "true")
+	r.exec, r.logFmt = o.exec, o.logFormat
+	return r, nil
+}
+
+// picker returns the value of a flag when set, else of its environment variable
+// when set, else the flag's default.
+func picker(fs *pflag.FlagSet, getenv func(string) string) func(flag, env string) string {
+	return func(flag, env string) string {
 		v, _ := fs.GetString(flag)
 		if fs.Changed(flag) {
 			return v
@@ -104,58 +140,62 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 		}
 		return v
 	}
-	var r resolved
-	bad := func(format string, a ...any) (resolved, error) {
-		return resolved{}, &usageError{fmt.Errorf(format, a...)}
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
 	}
-	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
-	if err != nil {
-		return bad("%w", err)
-	}
+	return v
+}
+
+// resolveTarget sets the data dir, the target pair and the bundled versions.
+func resolveTarget(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) string) error {
 	dataDir := pick("data-dir", "DATA_DIRECTORY")
 	if dataDir == "" && !fs.Changed("data-dir") {
-		dataDir = served.DataDir // --data-dir after --, or ETCD_DATA_DIR
+		dataDir = r.cfg.Served.DataDir // --data-dir after --, or ETCD_DATA_DIR
 	}
 	if dataDir == "" {
-		return bad("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
+		return fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
 	}
 	tv := pick("target-version", "TARGET_VERSION")
 	if tv == "" {
-		return bad("no target version: set --target-version or TARGET_VERSION, e.g. 3.6.16")
+		return fmt.Errorf("no target version: set --target-version or TARGET_VERSION, e.g. 3.6.16")
 	}
 	ver, err := versionfile.ParseVersion(tv)
 	if err != nil {
-		return bad("TARGET_VERSION: %w", err)
+		return fmt.Errorf("TARGET_VERSION: %w", err)
 	}
 	stor, err := versionfile.ParseStorage(pick("target-storage", "TARGET_STORAGE"))
 	if err != nil {
-		return bad("TARGET_STORAGE: %w", err)
+		return fmt.Errorf("TARGET_STORAGE: %w", err)
 	}
 	target := versionfile.Pair{Version: ver, Storage: stor}
 	if _, err := versionfile.ParsePair(target.String()); err != nil {
-		return bad("target: %w", err)
+		return fmt.Errorf("target: %w", err)
 	}
 	r.bundled = pick("bundled-versions", "BUNDLED_VERSIONS")
 	bundled, err := steps.ParseBundled(r.bundled)
 	if err != nil {
-		return bad("%w", err)
+		return err
 	}
+	r.cfg.DataDir, r.cfg.Target, r.cfg.Bundled = dataDir, target, bundled
+	return nil
+}
 
-	name := pick("name", "ETCD_NAME")
+// resolveMember sets the identity and private URLs of the steps' etcd, and the
+// ETCD_CREDS settings it gets.
+func (o *options) resolveMember(r *resolved, pick func(flag, env string) string, getenv func(string) string) error {
+	served := r.cfg.Served
+	name := orDefault(pick("name", "ETCD_NAME"), served.Name) // --name after --
 	if name == "" {
-		name = served.Name // --name after --
-	}
-	if name == "" {
-		host := getenv("ETCD_HOSTNAME")
-		if host == "" {
-			host = getenv("HOSTNAME")
-		}
+		host := orDefault(getenv("ETCD_HOSTNAME"), getenv("HOSTNAME"))
 		if host == "" {
 			host, _ = os.Hostname()
 		}
 		name = "etcd-" + host
 	}
-	event := strings.Contains(dataDir, "event")
+	event := strings.Contains(r.cfg.DataDir, "event")
 	port, peerPort := o.port, o.peerPort
 	if port == 0 {
 		port = 18629
@@ -170,21 +210,6 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 		}
 	}
 	peerURL := fmt.Sprintf("http://localhost:%d", peerPort)
-	orDefault := func(v, def string) string {
-		if v == "" {
-			return def
-		}
-		return v
-	}
-	prefix := strings.TrimSuffix(pick("etcd-data-prefix", "ETCD_DATA_PREFIX"), "/")
-	ttlKeysDir := orDefault(pick("ttl-keys-directory", "TTL_KEYS_DIRECTORY"), prefix+"/events")
-	level, err := parseLevel(o.logLevel)
-	if err != nil {
-		return bad("%w", err)
-	}
-	if o.logFormat != "text" && o.logFormat != "json" {
-		return bad("--log-format %q: use text or json", o.logFormat)
-	}
 	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), orDefault(served.InitialCluster, name+"="+peerURL))
 	// ETCD_CREDS goes to every step's etcd, filtered: what a step sets itself is
 	// left out, what would move the data or the member is refused.
@@ -196,40 +221,21 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 		creds, err = etcdconfig.PeerTLSCreds(served, single)
 	}
 	if err != nil {
-		return bad("%w", err)
+		return err
 	}
-	r.stripped = creds.Stripped
-	r.cfg = migrate.Config{
-		DataDir: dataDir,
-		BinDir:  o.binDir,
-		Target:  target,
-		Bundled: bundled,
-		Member: etcdproc.Member{
-			Name:                     name,
-			InitialCluster:           initialCluster,
-			ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), orDefault(served.ListenPeerURLs, peerURL)),
-			InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), orDefault(served.InitialAdvertisePeerURLs, peerURL)),
-			ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
-			ExtraArgs:                creds.StepArgs,
-		},
-		WALDir:        served.WALDir,
-		Served:        served,
-		Creds:         creds,
-		WillExec:      o.exec,
-		ExecArgs:      append([]string(nil), etcdArgs...),
-		TTLKeysDir:    ttlKeysDir,
-		DataPrefix:    prefix,
-		Backup:        o.backup,
-		ReadyTimeout:  o.readyTimeout,
-		StopTimeout:   o.stopTimeout,
-		MoveBinaries:  getenv("DO_NOT_MOVE_BINARIES") != "true",
-		DropV2Content: o.dropV2 || (!fs.Changed("drop-v2-content") && getenv("DROP_V2_CONTENT") == "true"),
+	r.stripped, r.cfg.Creds = creds.Stripped, creds
+	r.cfg.Member = etcdproc.Member{
+		Name:                     name,
+		InitialCluster:           initialCluster,
+		ListenPeerURLs:           orDefault(pick("listen-peer-urls", "LISTEN_PEER_URLS"), orDefault(served.ListenPeerURLs, peerURL)),
+		InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), orDefault(served.InitialAdvertisePeerURLs, peerURL)),
+		ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
+		ExtraArgs:                creds.StepArgs,
 	}
 	if strings.Contains(r.cfg.ClientURL, ",") {
-		return bad("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
+		return fmt.Errorf("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
 	}
-	r.exec, r.logFmt, r.logLvl = o.exec, o.logFormat, level
-	return r, nil
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
