@@ -6,12 +6,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +22,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // RepoRoot is the repository root (this file lives in internal/etcdtest).
@@ -109,110 +111,111 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Server is an etcd serving a data dir for a test.
+// Server is an etcd serving a data dir for a test: a pkg/etcdproc process, as
+// migrate runs its steps' etcd, but on a plain-HTTP loopback listener so that tests
+// reach it with their own clients (anonymous, with a password, or plain HTTP).
 type Server struct {
-	Cmd       *exec.Cmd
+	Proc      *etcdproc.Process
 	ClientURL string
 	Client    *clientv3.Client
-	Log       *strings.Builder
+	// Log is etcd's output and etcdproc's messages about it.
+	Log *SyncBuffer
 }
 
 // Serve starts etcd-<version> on dataDir with free ports and a connected client; it
 // is stopped at test cleanup.
 func Serve(t testing.TB, binDir, version, dataDir string) *Server {
 	t.Helper()
-	return serve(t, binDir, version, dataDir)
+	return serve(t, binDir, version, dataDir, clientv3.Config{}, false)
 }
 
 // ServeAs is Serve for auth-enabled data: the client (and the readiness read) uses
 // user and password.
 func ServeAs(t testing.TB, binDir, version, dataDir, user, password string) *Server {
 	t.Helper()
-	return serveWith(t, binDir, version, dataDir, clientv3.Config{Username: user, Password: password})
+	return serve(t, binDir, version, dataDir, clientv3.Config{Username: user, Password: password}, false)
 }
 
 // ServeArgs is Serve with extra etcd flags (e.g. --wal-dir).
 func ServeArgs(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
 	t.Helper()
-	return serve(t, binDir, version, dataDir, extra...)
+	return serve(t, binDir, version, dataDir, clientv3.Config{}, false, extra...)
 }
 
-// serve is Serve with extra etcd flags.
-func serve(t testing.TB, binDir, version, dataDir string, extra ...string) *Server {
-	t.Helper()
-	return serveWith(t, binDir, version, dataDir, clientv3.Config{}, extra...)
+// member is the harness's single member on free loopback ports. The initial
+// cluster applies only when dataDir is empty (a new member); existing data keeps
+// its own.
+func member(t testing.TB, extra []string) etcdproc.Member {
+	peer := fmt.Sprintf("http://127.0.0.1:%d", FreePort(t))
+	return etcdproc.Member{Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+		ListenPeerURLs: peer, InitialAdvertisePeerURLs: peer, InitialCluster: "etcd-member=" + peer, ExtraArgs: extra}
 }
 
-// serveWith is serve with the client's credentials in cc.
-func serveWith(t testing.TB, binDir, version, dataDir string, cc clientv3.Config, extra ...string) *Server {
+// start runs etcd-<version> on cfg's data through etcdproc.Start and waits, at
+// most timeout, until it answers GET /version (etcd serves clients only once it
+// has taken over the data); the error says why it did not. The server is stopped
+// at test cleanup.
+func start(t testing.TB, binDir, version string, cfg etcdproc.Config, timeout time.Duration) (*Server, error) {
 	t.Helper()
-	port, peer := FreePort(t), FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := []string{
-		"--name=etcd-member", "--data-dir=" + dataDir,
-		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
-		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
-		// Used only when dataDir is empty (a new member); existing data keeps its own.
-		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
-		fmt.Sprintf("--initial-cluster=etcd-member=http://127.0.0.1:%d", peer),
-		"--heartbeat-interval=10", "--election-timeout=100",
-	}
-	if strings.HasPrefix(version, "3.4.") {
-		args = append(args, "--logger=zap")
-	}
-	args = append(args, extra...)
-	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
-	logs := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	v, err := versionfile.ParseVersion(version)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Cmd: cmd, ClientURL: url, Log: logs}
-	t.Cleanup(func() { s.Stop() })
-	cc.Endpoints, cc.DialTimeout, cc.Logger = []string{url}, 5*time.Second, zap.NewNop()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// A client with credentials authenticates while it connects, so it can
-		// fail until etcd answers.
-		if s.Client == nil {
-			c, err := clientv3.New(cc)
-			if err != nil && (cc.Username == "" || time.Now().After(deadline)) {
-				t.Fatal(err)
-			}
-			s.Client = c
-		}
-		err := errors.New("no client yet")
-		if s.Client != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_, err = s.Client.Get(ctx, "health-check-read")
-			cancel()
-		}
-		if err == nil {
-			return s
-		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			t.Fatalf("etcd %s on %s not ready: %v\n%s", version, dataDir, err, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
+	log := &SyncBuffer{}
+	cfg.Binary, cfg.Version, cfg.InsecurePlainHTTP = filepath.Join(binDir, "etcd-"+version), v, true
+	cfg.StopTimeout = 10 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := etcdproc.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
+	s := &Server{Proc: p, ClientURL: p.URL(), Log: log}
+	t.Cleanup(s.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_, err = p.WaitMinor(ctx)
+	return s, err
 }
 
-// Stop stops the server gracefully.
+// serve is Serve with the client's credentials in cc, the v2 API on or off and
+// extra etcd flags. Ready once a read through the client answers.
+func serve(t testing.TB, binDir, version, dataDir string, cc clientv3.Config, enableV2 bool, extra ...string) *Server {
+	t.Helper()
+	s, err := start(t, binDir, version, etcdproc.Config{Member: member(t, extra), DataDir: dataDir, EnableV2: enableV2}, 20*time.Second)
+	if err == nil {
+		s.Client, err = connect(s.ClientURL, cc)
+	}
+	if err != nil {
+		t.Fatalf("etcd %s on %s not ready: %v\n%s", version, dataDir, err, s.Log)
+	}
+	return s
+}
+
+// connect makes a client with cc's credentials and reads a key through it: ready
+// for the test, not only for etcdproc.
+func connect(url string, cc clientv3.Config) (*clientv3.Client, error) {
+	cc.Endpoints, cc.DialTimeout, cc.Logger = []string{url}, 5*time.Second, zap.NewNop()
+	c, err := clientv3.New(cc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Get(ctx, "health-check-read"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Stop stops the server gracefully (etcdproc's stop: SIGTERM, SIGKILL after 10 s).
 func (s *Server) Stop() {
 	if s.Client != nil {
 		s.Client.Close()
 		s.Client = nil
 	}
-	if s.Cmd.Process != nil && s.Cmd.ProcessState == nil {
-		_ = s.Cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = s.Cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = s.Cmd.Process.Kill()
-			<-done
-		}
+	if s.Proc != nil {
+		_, _ = s.Proc.Stop()
 	}
 }
 
@@ -328,33 +331,18 @@ func CopyDir(t testing.TB, src string) string {
 // within 15 s (false as soon as it exits).
 func Serves(t testing.TB, binDir, version, dataDir string) bool {
 	t.Helper()
-	port, peer := FreePort(t), FreePort(t)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	args := []string{"--name=etcd-member", "--data-dir=" + CopyDir(t, dataDir),
-		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
-		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer)}
-	cmd := exec.Command(filepath.Join(binDir, "etcd-"+version), args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	m := member(t, nil)
+	// etcd's own defaults, as a bare `etcd` on this data runs: a dir without a
+	// member fails to start instead of becoming a new cluster.
+	m.InitialAdvertisePeerURLs, m.InitialCluster = "http://localhost:2380", "default=http://localhost:2380"
+	s, err := start(t, binDir, version, etcdproc.Config{Member: m, DataDir: CopyDir(t, dataDir)}, 15*time.Second)
+	defer s.Stop()
+	if err == nil {
+		s.Client, err = connect(s.ClientURL, clientv3.Config{})
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	defer func() { _ = cmd.Process.Kill(); <-exited }()
-	hc := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if resp, err := hc.Get(url + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err != nil {
+		t.Logf("etcd %s does not serve %s: %v", version, dataDir, err)
+		return false
 	}
-	return false
+	return true
 }

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // V2Node is one node of a v2 keyspace as DumpV2 records it.
@@ -79,27 +81,23 @@ func DumpV2(t testing.TB, clientURL string) map[string]V2Node {
 }
 
 // ServeV2 is Serve with the v2 API enabled (--enable-v2=true), for etcd2 data on
-// etcd 3.4/3.5: ready once GET /v2/keys/ answers 200. Client is a v3 client as in
-// Serve; the server is stopped at test cleanup.
+// etcd 3.4/3.5: ready once GET /v2/keys/ answers 200 too. Client is a v3 client as
+// in Serve; the server is stopped at test cleanup.
 func ServeV2(t testing.TB, binDir, version, dataDir string) *Server {
 	t.Helper()
-	s := serve(t, binDir, version, dataDir, "--enable-v2=true")
-	hc := &http.Client{Timeout: time.Second}
+	s := serve(t, binDir, version, dataDir, clientv3.Config{}, true)
+	hc := &http.Client{Timeout: 5 * time.Second}
 	defer hc.CloseIdleConnections()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := hc.Get(s.ClientURL + "/v2/keys/")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
+	resp, err := hc.Get(s.ClientURL + "/v2/keys/")
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
 			err = fmt.Errorf("GET /v2/keys/: %s", resp.Status)
 		}
-		if time.Now().After(deadline) || s.Cmd.ProcessState != nil {
-			t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, s.Log)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	if err != nil {
+		t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, s.Log)
+	}
+	return s
 }

@@ -47,7 +47,7 @@ type Config struct {
 	// WALDir is etcd's --wal-dir when the WAL lives outside the data dir.
 	WALDir string
 	// SnapshotCount is passed as --snapshot-count: small, so the step can make etcd
-	// save a snapshot with a couple of writes.
+	// save a snapshot with a couple of writes. 0 leaves etcd's default.
 	SnapshotCount int
 	// EnableV2 serves the v2 API (etcd2 data).
 	EnableV2 bool
@@ -56,6 +56,12 @@ type Config struct {
 	DowngradeCheckTime time.Duration
 	StopTimeout        time.Duration
 	Logger             *slog.Logger
+	// InsecurePlainHTTP serves ClientURL as given, without the private TLS and
+	// client-certificate auth: open to every local process. Only for the test
+	// harnesses (internal/etcdtest, internal/fixture), whose tests reach the etcd
+	// with their own clients and whose fixtures record the member's http client URL;
+	// migrate never sets it.
+	InsecurePlainHTTP bool
 
 	// tls is the private client listener's TLS, made by Start.
 	tls *privateTLS
@@ -94,7 +100,9 @@ func (c Config) Args() []string {
 		"--listen-peer-urls=" + LoopbackURLs(c.ListenPeerURLs),
 		"--initial-advertise-peer-urls=" + c.InitialAdvertisePeerURLs,
 		"--initial-cluster=" + c.InitialCluster,
-		fmt.Sprintf("--snapshot-count=%d", c.SnapshotCount),
+	}
+	if c.SnapshotCount > 0 {
+		args = append(args, fmt.Sprintf("--snapshot-count=%d", c.SnapshotCount))
 	}
 	if c.SingleMember() {
 		// A lone member elects itself after one election timeout; etcd's 1s default
@@ -175,8 +183,10 @@ func Start(cfg Config) (_ *Process, err error) {
 	if cfg.user != "" {
 		user = cfg.user
 	}
-	if cfg.tls, err = newPrivateTLS(user, filepath.Dir(filepath.Clean(cfg.DataDir))); err != nil {
-		return nil, err
+	if !cfg.InsecurePlainHTTP {
+		if cfg.tls, err = newPrivateTLS(user, filepath.Dir(filepath.Clean(cfg.DataDir))); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -187,7 +197,7 @@ func Start(cfg Config) (_ *Process, err error) {
 	cmd.Env = childEnv()
 	setProcAttrs(cmd)
 	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50),
-		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.tls.client}}}
+		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.tls.clientConfig()}}}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -29,6 +29,10 @@ func TestArgs(t *testing.T) {
 		t.Errorf("3.7 needs no --logger: %q", args)
 	}
 
+	if a := strings.Join((Config{Member: base.Member, Version: base.Version, DataDir: "/d"}).Args(), " "); strings.Contains(a, "--snapshot-count") {
+		t.Errorf("SnapshotCount 0 must leave etcd's default: %s", a)
+	}
+
 	multi := base
 	multi.InitialCluster = "m=http://localhost:2,n=http://other:2380"
 	if a := strings.Join(multi.Args(), " "); strings.Contains(a, "election-timeout") || strings.Contains(a, "heartbeat") {

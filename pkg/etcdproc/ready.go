@@ -131,7 +131,7 @@ func (p *Process) Client() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   []string{p.URL()},
 		DialTimeout: 2 * time.Second,
-		TLS:         p.cfg.tls.client,
+		TLS:         p.cfg.tls.clientConfig(),
 		Logger:      zap.NewNop(),
 	})
 }

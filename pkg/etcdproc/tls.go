@@ -151,4 +151,16 @@ func (t *privateTLS) args() []string {
 		"--trusted-ca-file=" + t.caFile, "--client-cert-auth=true"}
 }
 
-func (t *privateTLS) remove() { os.RemoveAll(t.dir) }
+// clientConfig is the step's client side of t; nil (plain HTTP) without t.
+func (t *privateTLS) clientConfig() *tls.Config {
+	if t == nil {
+		return nil
+	}
+	return t.client
+}
+
+func (t *privateTLS) remove() {
+	if t != nil {
+		os.RemoveAll(t.dir)
+	}
+}
