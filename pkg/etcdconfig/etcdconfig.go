@@ -297,18 +297,6 @@ func HasFlag(args []string, name string) bool {
 	return false
 }
 
-// FileArgs are the flags of m's command line that name a file: etcd spells them all
-// --*-file (certificates, keys, CAs, CRLs, the config file).
-func (m *Member) FileArgs() []Arg {
-	var out []Arg
-	for _, a := range m.Args {
-		if strings.HasSuffix(a.Name, "-file") {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // IsFlagEnv tells whether key is the ETCD_<FLAG> variable of a flag this package
 // reads (ETCD_DATA_DIR, ETCD_NAME, ...).
 func IsFlagEnv(key string) bool {

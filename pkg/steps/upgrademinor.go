@@ -38,9 +38,9 @@ func (s *UpgradeMinor) Binaries(binDir string) []string {
 	return []string{steprun.EtcdBinary(binDir, s.To.Version)}
 }
 
-// CrossesV2Removal reports whether the step moves etcd3 data from a minor that
+// crossesV2Removal reports whether the step moves etcd3 data from a minor that
 // still loads the v2 store's content (3.5 and older) to one that refuses it (3.6+).
-func (s *UpgradeMinor) CrossesV2Removal() bool {
+func (s *UpgradeMinor) crossesV2Removal() bool {
 	return s.From.Storage == versionfile.StorageEtcd3 &&
 		etcdversion.For(s.From.Version).V2StoreContent && !etcdversion.For(s.To.Version).V2StoreContent
 }
@@ -49,7 +49,7 @@ func (s *UpgradeMinor) CrossesV2Removal() bool {
 // a v2 store with content) and refuses what cannot be dropped safely; what can is
 // kept for Run, which then also needs the data's own etcd.
 func (s *UpgradeMinor) Preflight(env *steprun.Env) error {
-	if !s.CrossesV2Removal() || s.converted {
+	if !s.crossesV2Removal() || s.converted {
 		return nil
 	}
 	content, err := v2tov3.ReadV2Content(zap.NewNop(), env.DataDir, env.WALDir, env.DataPrefix)

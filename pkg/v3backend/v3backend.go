@@ -155,18 +155,6 @@ func OpenReadOnly(path string) (*bolt.DB, error) {
 	return db, nil
 }
 
-// ReadAuthFile reads the auth state of the backend at path (read-only).
-func ReadAuthFile(path string) (Auth, error) {
-	db, err := OpenReadOnly(path)
-	if err != nil {
-		return Auth{}, err
-	}
-	defer db.Close()
-	var a Auth
-	err = db.View(func(tx *bolt.Tx) error { a = ReadAuth(tx); return nil })
-	return a, err
-}
-
 // Member is one cluster member as the backend's members bucket records it.
 type Member struct {
 	ID       types.ID
