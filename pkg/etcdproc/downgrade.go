@@ -24,6 +24,31 @@ func Downgrade(ctx context.Context, c *clientv3.Client, minor string) error {
 	if err := CancelDowngrade(ctx, c); err != nil {
 		return err
 	}
+	return enableDowngrade(ctx, c, minor)
+}
+
+// JoinDowngrade enables the downgrade of a cluster of several members to minor,
+// once: a job to minor another member enabled is this one's too; a job to
+// anything else is the operator's and is refused, never cancelled.
+func JoinDowngrade(ctx context.Context, c *clientv3.Client, clientURL, minor string) error {
+	job, err := DowngradeJob(ctx, c, clientURL)
+	if err != nil {
+		return err
+	}
+	if job != "" {
+		if AtMinor(job, minor) {
+			return nil
+		}
+		return fmt.Errorf("the cluster has a downgrade job to %s enabled, not to %s: finish or cancel it (etcdctl downgrade cancel) first; migrate does not cancel a job on a cluster of several members", job, minor)
+	}
+	err = enableDowngrade(ctx, c, minor)
+	if err != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCDowngradeInProcess) {
+		return nil // another member enabled it meanwhile
+	}
+	return err
+}
+
+func enableDowngrade(ctx context.Context, c *clientv3.Client, minor string) error {
 	for _, a := range []clientv3.DowngradeAction{clientv3.DowngradeValidate, clientv3.DowngradeEnable} {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := c.Downgrade(actx, a, minor)
@@ -39,13 +64,25 @@ func Downgrade(ctx context.Context, c *clientv3.Client, minor string) error {
 // left in the data (a rollback by other means) keeps the cluster version from
 // moving up.
 func CancelLeftoverDowngrade(ctx context.Context, c *clientv3.Client, clientURL string) (bool, error) {
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := c.Status(sctx, clientURL)
-	cancel()
-	if err != nil || st.DowngradeInfo == nil || !st.DowngradeInfo.Enabled {
+	if job, err := DowngradeJob(ctx, c, clientURL); err != nil || job == "" {
 		return false, nil
 	}
 	return true, CancelDowngrade(ctx, c)
+}
+
+// DowngradeJob is the target of the downgrade job a 3.6+ server reports as
+// enabled ("" when none, or when the server does not report it).
+func DowngradeJob(ctx context.Context, c *clientv3.Client, clientURL string) (string, error) {
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	st, err := c.Status(sctx, clientURL)
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	if st.DowngradeInfo == nil || !st.DowngradeInfo.Enabled {
+		return "", nil
+	}
+	return st.DowngradeInfo.TargetVersion, nil
 }
 
 // CancelDowngrade ends a downgrade job, if one is pending.

@@ -36,6 +36,10 @@ type Member struct {
 	InitialCluster           string
 	// ExtraArgs go last on the command line (ETCD_CREDS, e.g. peer TLS flags).
 	ExtraArgs []string
+	// MultiMember: the member belongs to a cluster of several (the data records
+	// them, or the initial cluster names them). Its peers must reach it: the peer
+	// listener stays as given and raft keeps its timing.
+	MultiMember bool
 }
 
 // Config says which etcd to run on which data and where it listens.
@@ -87,7 +91,16 @@ func (c Config) URL() string {
 // SingleMember reports whether the initial cluster names one member only: then
 // raft timing can be shortened without affecting anybody else.
 func (c Config) SingleMember() bool {
-	return c.InitialCluster != "" && !strings.Contains(c.InitialCluster, ",")
+	return !c.MultiMember && c.InitialCluster != "" && !strings.Contains(c.InitialCluster, ",")
+}
+
+// PeerListenURLs is where the step's etcd listens for peers: loopback for a lone
+// member (LoopbackURLs), as given for a member of several.
+func (m Member) PeerListenURLs() string {
+	if m.MultiMember {
+		return m.ListenPeerURLs
+	}
+	return LoopbackURLs(m.ListenPeerURLs)
 }
 
 // Args is the etcd command line for c (without the binary).
@@ -97,7 +110,7 @@ func (c Config) Args() []string {
 		"--data-dir=" + c.DataDir,
 		"--listen-client-urls=" + c.URL(),
 		"--advertise-client-urls=" + c.URL(),
-		"--listen-peer-urls=" + LoopbackURLs(c.ListenPeerURLs),
+		"--listen-peer-urls=" + c.PeerListenURLs(),
 		"--initial-advertise-peer-urls=" + c.InitialAdvertisePeerURLs,
 		"--initial-cluster=" + c.InitialCluster,
 	}
@@ -174,6 +187,8 @@ type Process struct {
 	stdout sync.WaitGroup
 	// downgraded: etcd logged that its monitor ended the downgrade job.
 	downgraded atomic.Bool
+	// memberID is this etcd's member ID once a status asked for it.
+	memberID uint64
 }
 
 // Start launches the etcd binary. The child dies with us (SIGKILL on parent death on

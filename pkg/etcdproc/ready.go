@@ -138,24 +138,55 @@ func (p *Process) Client() (*clientv3.Client, error) {
 
 // readinessLease is the ID of the lease Write grants and revokes ("migr-rdy"):
 // a fixed ID lets the next step find and revoke one that a step cut short between
-// the two left behind, so no stray lease outlives the migration.
+// the two left behind, so no stray lease outlives the migration. Each member of a
+// cluster of several has its own (memberLease), so their steps do not revoke each
+// other's.
 const readinessLease = int64(0x6d6967722d726479)
+
+// memberLease is the ID of a member's readiness lease: "migr" and the low 32 bits
+// of its member ID.
+func memberLease(memberID uint64) int64 {
+	return 0x6d696772<<32 | int64(memberID&0xffffffff)
+}
+
+// readinessLease is the lease this etcd's readiness writes use.
+func (p *Process) readinessLease(ctx context.Context, c *clientv3.Client) (int64, error) {
+	if !p.cfg.MultiMember {
+		return readinessLease, nil
+	}
+	id, err := p.MemberID(ctx, c)
+	return memberLease(id), err
+}
+
+// MemberID is this etcd's member ID, from its status.
+func (p *Process) MemberID(ctx context.Context, c *clientv3.Client) (uint64, error) {
+	if p.memberID == 0 {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := c.Status(sctx, p.URL())
+		cancel()
+		if err != nil {
+			return 0, fmt.Errorf("etcd %s status: %w", p.cfg.Version, err)
+		}
+		p.memberID = st.Header.MemberId
+	}
+	return p.memberID, nil
+}
 
 // Write commits a write that leaves the keyspace untouched: a lease grant and its
 // revoke. Both go through consensus and the backend, so success proves writes
 // work, yet no key and no revision changes (a revoke of a lease without keys does
 // not bump the revision).
-func Write(ctx context.Context, c *clientv3.Client) error {
+func Write(ctx context.Context, c *clientv3.Client, lease int64) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	grant := func() error {
-		_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: readinessLease, TTL: 5})
+		_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(ctx, &pb.LeaseGrantRequest{ID: lease, TTL: 5})
 		return rpctypes.Error(err)
 	}
 	err := grant()
 	if errors.Is(err, rpctypes.ErrLeaseExist) {
 		// Left by a step cut short: revoke it and grant again.
-		if _, err := c.Revoke(ctx, clientv3.LeaseID(readinessLease)); err != nil {
+		if _, err := c.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 			return fmt.Errorf("revoke the readiness lease a cut-short step left: %w", err)
 		}
 		err = grant()
@@ -163,7 +194,7 @@ func Write(ctx context.Context, c *clientv3.Client) error {
 	if err != nil {
 		return fmt.Errorf("lease grant: %w", err)
 	}
-	if _, err := c.Revoke(ctx, clientv3.LeaseID(readinessLease)); err != nil {
+	if _, err := c.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 		return fmt.Errorf("lease revoke: %w", err)
 	}
 	return nil
@@ -172,7 +203,10 @@ func Write(ctx context.Context, c *clientv3.Client) error {
 // WaitWrite retries Write until it succeeds.
 func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
 	for {
-		err := Write(ctx, c)
+		lease, err := p.readinessLease(ctx, c)
+		if err == nil {
+			err = Write(ctx, c, lease)
+		}
 		if err == nil {
 			return nil
 		}
@@ -209,7 +243,11 @@ func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64,
 		if idx >= want {
 			return idx, nil
 		}
-		if err := Write(ctx, c); err != nil {
+		lease, err := p.readinessLease(ctx, c)
+		if err == nil {
+			err = Write(ctx, c, lease)
+		}
+		if err != nil {
 			return 0, fmt.Errorf("etcd %s: write to trigger a snapshot: %w", p.cfg.Version, err)
 		}
 		if err := p.sleepOrDone(ctx, PollInterval); err != nil {

@@ -23,9 +23,11 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -55,6 +57,13 @@ type Config struct {
 
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
+	// MembersTimeout bounds each wait for the other members of a cluster of several.
+	MembersTimeout time.Duration
+	// InitialClusterGiven: INITIAL_CLUSTER (or --initial-cluster after --) was set,
+	// not defaulted; it must then agree with the members the data records.
+	InitialClusterGiven bool
+	// members are the members the data records (etcd3 data).
+	members []v3backend.Member
 
 	// DataPrefix is the Kubernetes key prefix (ETCD_DATA_PREFIX).
 	DataPrefix string
@@ -181,7 +190,13 @@ func (c *Config) Plan() (Status, []steprun.Step, error) {
 	if st.Current == nil && st.VersionFile != nil && st.VersionFile.Equal(c.Target) {
 		return st, nil, nil // an empty data dir that already records the target
 	}
+	if err := c.readCluster(st); err != nil {
+		return st, nil, inputErr(err)
+	}
 	plan, err := steps.Plan(st.Current, c.Target, c.Bundled)
+	if err == nil && c.MultiMember {
+		plan, err = steps.ForCluster(plan)
+	}
 	if err != nil {
 		return st, nil, inputErr(err)
 	}
@@ -242,7 +257,10 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	}
 	log.Info("plan", "data_dir", c.DataDir, "current", pairText(st.Current), "detected", st.Detected.String(),
 		"target", c.Target.String(), "steps", stepsText(plan))
-	env := c.stepEnv()
+	env, err := c.stepEnv()
+	if err != nil {
+		return nil, inputErr(err)
+	}
 	if err := c.preflight(env, plan); err != nil {
 		return nil, inputErr(err)
 	}
@@ -359,8 +377,9 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 	if err := checkFree("client", u.Host); err != nil {
 		return err
 	}
-	// The steps' etcd listens for peers on loopback (etcdproc.LoopbackURLs).
-	for _, pu := range strings.Split(etcdproc.LoopbackURLs(c.ListenPeerURLs), ",") {
+	// A lone member's steps listen for peers on loopback, a member of several's
+	// where its peers reach it.
+	for _, pu := range strings.Split(c.Member.PeerListenURLs(), ",") {
 		u, err := url.Parse(strings.TrimSpace(pu))
 		if err != nil || u.Port() == "" {
 			return fmt.Errorf("peer URL %q is not a URL with a port (LISTEN_PEER_URLS)", pu)
@@ -461,11 +480,20 @@ func stepsText(plan []steprun.Step) []string {
 }
 
 // stepEnv is what the run's steps share.
-func (c *Config) stepEnv() *steprun.Env {
-	return &steprun.Env{
+func (c *Config) stepEnv() (*steprun.Env, error) {
+	env := &steprun.Env{
 		DataDir: c.DataDir, WALDir: c.WALDir, BinDir: c.BinDir, Member: c.Member,
 		ReadyTimeout: c.ReadyTimeout, StopTimeout: c.StopTimeout, Logger: c.Logger,
 		TTLKeysDir: c.TTLKeysDir, DefaultTTL: time.Hour, DataPrefix: c.DataPrefix,
 		DropV2Content: c.DropV2Content,
 	}
+	if c.MultiMember {
+		peerTLS, err := c.peerTLS()
+		if err != nil {
+			return nil, err
+		}
+		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.Name, PeerTLS: peerTLS,
+			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: 2 * time.Second, Logger: c.Logger}
+	}
+	return env, nil
 }

@@ -9,6 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -43,13 +45,22 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 	start := time.Now()
 	// The data is normally at Via's minor; after a rollback cut short it may be at
 	// the target already (then there is nothing to downgrade).
+	reached := versionfile.Major(s.To.Version)*100 + versionfile.Minor(s.To.Version)
 	_, err := env.Etcd(ctx, s, s.Via, steprun.EtcdRun{
 		Accept: []string{versionfile.MinorString(s.Via), want},
+		Point:  lockstep.Down(reached, 0),
 		AfterReady: func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
 			if v, err := p.Versions(ctx); err == nil && etcdproc.AtMinor(v.Cluster, want) {
 				return nil
 			}
-			if err := etcdproc.Downgrade(ctx, c, want); err != nil {
+			enable := etcdproc.Downgrade
+			if env.Cluster != nil {
+				// Whichever member gets here first enables it; the others join.
+				enable = func(ctx context.Context, c *clientv3.Client, want string) error {
+					return etcdproc.JoinDowngrade(ctx, c, p.URL(), want)
+				}
+			}
+			if err := enable(ctx, c, want); err != nil {
 				return err
 			}
 			_, err := p.WaitMinor(ctx, want)
@@ -60,9 +71,16 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 	}
 	downgradeMs := time.Since(start).Milliseconds()
 	t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{
+		Point: lockstep.Down(reached, 1),
 		// etcd's monitor ends the job itself once the member runs the target; a
 		// job left behind would block the next upgrade.
 		AfterReady: func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
+			if env.Cluster != nil && !etcdversion.For(s.To.Version).DowngradeStatus {
+				// 3.5 reports the job's end only in its leader's log; the
+				// leader's monitor ends it once every member runs 3.5, which
+				// the barrier after this run waits for.
+				return nil
+			}
 			return p.WaitDowngradeDone(ctx, c)
 		}})
 	if err != nil {

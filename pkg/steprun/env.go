@@ -11,6 +11,7 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -37,7 +38,10 @@ type Env struct {
 	DataPrefix string
 	// DropV2Content: v2 content outside DataPrefix may be dropped too.
 	DropV2Content bool
-	Logger        *slog.Logger
+	// Cluster is the member's cluster when it has several members (nil for a
+	// lone member): each etcd run then ends at a barrier every member reaches.
+	Cluster *lockstep.Cluster
+	Logger  *slog.Logger
 
 	// keys is the keyspace digest of the data as the last step left it.
 	keys *keyspace.Digest

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -18,9 +21,12 @@ import (
 type EtcdRun struct {
 	// EnableV2 serves the v2 API (etcd2 data, or v2 content to delete).
 	EnableV2 bool
-	// CancelLeftoverDowngrade: a downgrade job left in the data would hold the
-	// cluster version down; an upgrade cancels it before waiting for the version.
-	CancelLeftoverDowngrade bool
+	// RaiseClusterVersion: the run waits for the cluster version to move up, which
+	// a downgrade job holds down. A lone member's run cancels one left in the data;
+	// a member of several refuses to, since it may be the operator's.
+	RaiseClusterVersion bool
+	// Point is where the run's barrier is in the walk (members of several only).
+	Point lockstep.Point
 	// AfterReady, when set, runs once etcd is ready, before the snapshot.
 	AfterReady func(context.Context, *etcdproc.Process, *clientv3.Client) error
 	// Accept lists the minors the cluster may be at for etcd to count as started
@@ -52,7 +58,12 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 			}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
+	timeout := e.ReadyTimeout
+	if e.Cluster != nil {
+		// The waits for the other members have a bound of their own.
+		timeout += 2 * e.Cluster.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	stepErr := func(err error) error { return fmt.Errorf("step %s: %w", s, err) }
 
@@ -67,12 +78,12 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 		return nil, fmt.Errorf("step %s: client: %w", s, err)
 	}
 	defer c.Close()
-	if r.CancelLeftoverDowngrade {
-		if err := e.cancelLeftoverDowngrade(ctx, p, c, log); err != nil {
+	if r.RaiseClusterVersion && etcdversion.For(v).DowngradeStatus {
+		if err := e.leftoverDowngrade(ctx, p, c, log); err != nil {
 			return nil, stepErr(err)
 		}
 	}
-	vers, err := p.WaitMinor(ctx, accept...)
+	vers, err := e.waitMinor(ctx, p, accept)
 	if err != nil {
 		return nil, stepErr(err)
 	}
@@ -91,6 +102,16 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 		return nil, stepErr(err)
 	}
 	snapAt := time.Since(start)
+	if e.Cluster != nil {
+		id, err := p.MemberID(ctx, c)
+		if err == nil {
+			err = e.Cluster.Arrive(ctx, c, id, r.Point)
+		}
+		if err != nil {
+			return nil, stepErr(err)
+		}
+	}
+	barrierAt := time.Since(start)
 	fault.Point(fault.StepBeforeStop)
 	killed, err := p.Stop()
 	if err != nil {
@@ -102,12 +123,21 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 	}
 	return []any{"etcd", v.String(), "cluster_version", vers.Cluster, "storage_version", vers.Storage,
 		"snapshot_index", snapIdx, "versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
-		"snapshot_ms", snapAt.Milliseconds(), "stop_ms", (time.Since(start) - snapAt).Milliseconds()}, nil
+		"snapshot_ms", snapAt.Milliseconds(), "barrier_ms", (barrierAt - snapAt).Milliseconds(), "stop_ms", (time.Since(start) - barrierAt).Milliseconds()}, nil
 }
 
-func (e *Env) cancelLeftoverDowngrade(ctx context.Context, p *etcdproc.Process, c *clientv3.Client, log *slog.Logger) error {
+// leftoverDowngrade deals with a downgrade job that would hold the cluster version
+// down: a lone member cancels it; a member of several refuses to go on.
+func (e *Env) leftoverDowngrade(ctx context.Context, p *etcdproc.Process, c *clientv3.Client, log *slog.Logger) error {
 	if err := p.WaitWrite(ctx, c); err != nil {
 		return err
+	}
+	if e.Cluster != nil {
+		job, err := etcdproc.DowngradeJob(ctx, c, p.URL())
+		if err == nil && job != "" {
+			return fmt.Errorf("the cluster has a downgrade job to %s enabled, which keeps the cluster version from moving up: finish the downgrade, or cancel it (etcdctl downgrade cancel); migrate does not cancel a job on a cluster of several members", job)
+		}
+		return nil
 	}
 	cancelled, err := etcdproc.CancelLeftoverDowngrade(ctx, c, p.URL())
 	if err != nil {
@@ -133,4 +163,34 @@ func (e *Env) procConfig(v *version.Version, enableV2 bool, log *slog.Logger) et
 		StopTimeout:        e.StopTimeout,
 		Logger:             log,
 	}
+}
+
+// waitMinor waits for the cluster (3.6+: and storage) version to be at one of the
+// accepted minors. For a member of several that needs every member to run that
+// minor: the wait is bounded by the members' timeout and says what each reports.
+func (e *Env) waitMinor(ctx context.Context, p *etcdproc.Process, accept []string) (etcdproc.ServerVersions, error) {
+	if e.Cluster == nil {
+		return p.WaitMinor(ctx, accept...)
+	}
+	wctx, cancel := context.WithTimeout(ctx, e.Cluster.Timeout)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(e.Cluster.ReportEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				e.Logger.Info("waiting for the cluster version: every member must run this minor", "want", accept, "members", e.Cluster.Report())
+			}
+		}
+	}()
+	v, err := p.WaitMinor(wctx, accept...)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return v, fmt.Errorf("the cluster version did not reach %s within --members-timeout=%s: every member must run that minor (%s)", strings.Join(accept, " or "), e.Cluster.Timeout, e.Cluster.Report())
+	}
+	return v, err
 }

@@ -22,6 +22,7 @@ type Kind string
 const (
 	KindWriteVersion    Kind = "write-version"
 	KindUpgradeMinor    Kind = "upgrade-minor"
+	KindHandOver        Kind = "hand-over"
 	KindUpgradePatch    Kind = "upgrade-patch"
 	KindV2ToV3          Kind = "v2-to-v3"
 	KindRollbackMinor   Kind = "rollback-minor"

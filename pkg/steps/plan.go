@@ -65,7 +65,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		if cur.PatchUnknown {
 			// The data tells its minor only (detected, or a step cut short): the
 			// target etcd serves it once before version.txt names an exact patch.
-			return append(steps, UpgradePatch{steprun.Move{From: cur, To: target}}), nil
+			return append(steps, UpgradePatch{Move: steprun.Move{From: cur, To: target}}), nil
 		}
 		// Patch releases of one minor share their data format.
 		return append(steps, WriteVersion{steprun.Move{From: cur, To: target}}), nil
@@ -77,7 +77,7 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 	// newest patch already.
 	if floor := newestOfMinor(bundled, cur.Major(), cur.Minor()); floor != nil && (cur.PatchUnknown || cur.Version.LessThan(floor)) {
 		to := versionfile.Pair{Version: floor, Storage: versionfile.StorageEtcd3}
-		steps = append(steps, UpgradePatch{steprun.Move{From: cur, To: to}})
+		steps = append(steps, UpgradePatch{Move: steprun.Move{From: cur, To: to}})
 		cur = to
 	}
 	from := cur

@@ -425,3 +425,53 @@ func TestPlanRollbackVia(t *testing.T) {
 		t.Fatalf("plan = %v: 3.5 -> 3.4 is not a snapshot restore", plan)
 	}
 }
+
+// A member of several: the steps that write a new member dir are refused, the last
+// minor hop up is handed over to the target etcd.
+func TestForCluster(t *testing.T) {
+	const std = "3.4.13,3.5.35,3.6.16,3.7.3"
+	tests := []struct {
+		current, target string
+		want            []string
+		wantErr         string
+	}{
+		{current: "3.4.13/etcd3", target: "3.7.3/etcd3", want: []string{"upgrade-minor 3.4.13/etcd3->3.5.35/etcd3", "upgrade-minor 3.5.35/etcd3->3.6.16/etcd3", "hand-over 3.6.16/etcd3->3.7.3/etcd3"}},
+		{current: "3.6.16/etcd3", target: "3.7.3/etcd3", want: []string{"hand-over 3.6.16/etcd3->3.7.3/etcd3"}},
+		{current: "3.6.x/etcd3", target: "3.7.3/etcd3", want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3", "hand-over 3.6.16/etcd3->3.7.3/etcd3"}},
+		{current: "3.6.x/etcd3", target: "3.6.16/etcd3", want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3"}},
+		{current: "3.7.3/etcd3", target: "3.5.35/etcd3", want: []string{"rollback-minor 3.7.3/etcd3->3.6.16/etcd3", "rollback-minor 3.6.16/etcd3->3.5.35/etcd3"}},
+		{current: "3.5.35/etcd3", target: "3.4.13/etcd3", wantErr: "rollback-minor 3.5.35/etcd3 -> 3.4.13/etcd3 (snapshot with etcd-3.5.35, restore with etcdctl-3.4.13, then run etcd-3.4.13): on a cluster of several members this step rebuilds membership"},
+		{current: "3.4.13/etcd2", target: "3.7.3/etcd3", wantErr: "v2-to-v3 3.4.13/etcd2 -> 3.4.13/etcd3 (convert offline, then run etcd-3.4.13): on a cluster of several members this step rebuilds membership"},
+		{current: "3.5.35/etcd3", target: "3.5.35/etcd2", wantErr: "rollback-to-etcd2 3.5.35/etcd3 -> 3.5.35/etcd2 (convert offline, then run etcd-3.5.35 with the v2 API): on a cluster of several members this step rebuilds membership"},
+	}
+	for _, tc := range tests {
+		plan, err := steps.Plan(pairPtr(tc.current), versionfile.MustPair(tc.target), mustBundled(t, std))
+		if err != nil {
+			t.Fatalf("Plan(%s -> %s): %v", tc.current, tc.target, err)
+		}
+		got, err := steps.ForCluster(plan)
+		if tc.wantErr != "" {
+			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) || !errors.Is(err, steps.ErrRebuildsMembership) {
+				t.Errorf("ForCluster(%s -> %s) = %v, want error starting %q", tc.current, tc.target, err, tc.wantErr)
+			}
+			continue
+		}
+		var texts []string
+		for _, s := range got {
+			texts = append(texts, stepText(s))
+		}
+		if strings.Join(texts, "; ") != strings.Join(tc.want, "; ") || err != nil {
+			t.Errorf("ForCluster(%s -> %s) = %v, %v; want %v", tc.current, tc.target, texts, err, tc.want)
+		}
+		if h, ok := got[len(got)-1].(*steps.HandOver); ok {
+			if b := strings.Join(h.Binaries("/b"), " "); b != "/b/etcd-3.6.16 /b/etcd-3.7.3" {
+				t.Errorf("hand-over binaries = %s", b)
+			}
+		}
+	}
+	// The plan itself is left as it was.
+	plan, _ := steps.Plan(pairPtr("3.6.16/etcd3"), versionfile.MustPair("3.7.3/etcd3"), mustBundled(t, std))
+	if _, err := steps.ForCluster(plan); err != nil || plan[0].Kind() != steprun.KindUpgradeMinor {
+		t.Errorf("ForCluster changed its input: %v, %v", plan[0], err)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -26,6 +27,9 @@ type UpgradeMinor struct {
 	// dropV2Top names the top-level v2 nodes the hop into 3.6 deletes first, as
 	// Preflight found them.
 	dropV2Top []string
+	// prev is the rank of the walk's previous lockstep point, -1 if none (a member
+	// of several: see ForCluster).
+	prev int
 }
 
 func (*UpgradeMinor) Kind() steprun.Kind { return steprun.KindUpgradeMinor }
@@ -72,6 +76,16 @@ func (s *UpgradeMinor) Preflight(env *steprun.Env) error {
 	return nil
 }
 
+// deleteV2 deletes the top-level v2 nodes Preflight found, through the v2 API.
+func (s *UpgradeMinor) deleteV2(ctx context.Context, p *etcdproc.Process, _ *clientv3.Client) error {
+	for _, k := range s.dropV2Top {
+		if err := p.DeleteV2(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Run: before a hop into 3.6 the data's own (3.5) etcd first deletes the v2 content
 // Preflight found and saves a snapshot past the deletes: etcd 3.6 rebuilds its v2
 // store from that snapshot and the WAL after it, and refuses to start if it holds
@@ -86,22 +100,16 @@ func (s *UpgradeMinor) Run(ctx context.Context, env *steprun.Env) ([]any, error)
 			}
 			dropped = []any{"v2_content_dropped_ms", ms}
 		}
-		t, err := runTarget(ctx, env, s)
+		t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{RaiseClusterVersion: true,
+			Point: lockstep.Up(minorCode(s.To.Version), lockstep.PhaseMinor)})
 		return append(t, dropped...), err
 	})
 }
 
 func (s *UpgradeMinor) dropV2(ctx context.Context, env *steprun.Env) (int64, error) {
 	start := time.Now()
-	_, err := env.Etcd(ctx, s, s.From.Version, steprun.EtcdRun{EnableV2: true,
-		AfterReady: func(ctx context.Context, p *etcdproc.Process, _ *clientv3.Client) error {
-			for _, k := range s.dropV2Top {
-				if err := p.DeleteV2(ctx, k); err != nil {
-					return err
-				}
-			}
-			return nil
-		}})
+	_, err := env.Etcd(ctx, s, s.From.Version, steprun.EtcdRun{EnableV2: true, AfterReady: s.deleteV2,
+		Point: lockstep.Point{Rank: lockstep.Up(minorCode(s.From.Version), lockstep.PhaseV2Drop).Rank, Soft: true, Prev: s.prev}})
 	if err != nil {
 		return 0, err
 	}

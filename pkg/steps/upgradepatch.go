@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 // UpgradePatch runs etcd of a newer patch of the data's own minor on the data, like
@@ -13,7 +16,12 @@ import (
 // newest bundled one of its minor or unknown (etcd's upgrade rule: the newest patch
 // of the current minor first; 3.5.26+ repairs membership that 3.6 relies on), or to
 // reach the target's patch when the data's is unknown.
-type UpgradePatch struct{ steprun.Move }
+type UpgradePatch struct {
+	steprun.Move
+	// prev is the rank of the walk's previous lockstep point, -1 if none (a member
+	// of several: see ForCluster).
+	prev int
+}
 
 func (UpgradePatch) Kind() steprun.Kind { return steprun.KindUpgradePatch }
 
@@ -26,12 +34,15 @@ func (s UpgradePatch) Binaries(binDir string) []string {
 }
 
 func (s UpgradePatch) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
-	return env.KeepKeys(s, func() ([]any, error) { return runTarget(ctx, env, s) })
+	// The cluster version stays: a downgrade job enabled on the cluster (an
+	// operator's rolling downgrade) is left alone.
+	// It needs no other member, so it waits only for those walking with it.
+	point := lockstep.Up(minorCode(s.To.Version), lockstep.PhasePatch)
+	point.Soft, point.Prev = true, s.prev
+	return env.KeepKeys(s, func() ([]any, error) {
+		return env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{RaiseClusterVersion: env.Cluster == nil, Point: point})
+	})
 }
 
-// runTarget runs the upgrade's target etcd on the data. A downgrade job left in
-// 3.6+ data would hold the cluster version down: the upgrade cancels it.
-func runTarget(ctx context.Context, env *steprun.Env, s steprun.Step) ([]any, error) {
-	v := s.Span().To.Version
-	return env.Etcd(ctx, s, v, steprun.EtcdRun{CancelLeftoverDowngrade: etcdversion.For(v).DowngradeStatus})
-}
+// minorCode is major*100+minor, the minor's place in lockstep points.
+func minorCode(v *version.Version) int { return versionfile.Major(v)*100 + versionfile.Minor(v) }

@@ -47,7 +47,7 @@ type options struct {
 	port, peerPort                                          int
 	exec, backup, dropV2                                    bool
 	logFormat, logLevel                                     string
-	readyTimeout, stopTimeout                               time.Duration
+	readyTimeout, stopTimeout, membersTimeout               time.Duration
 	// all holds every flag; a command registers those it uses (the same *Flag, so
 	// resolve reads them through all whatever command parsed them).
 	all *pflag.FlagSet
@@ -76,6 +76,7 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug (adds the step etcd's own log lines), info, warn, error")
 	fs.DurationVar(&o.readyTimeout, "step-timeout", 5*time.Minute, "how long one step may wait for its etcd to take over the data")
 	fs.DurationVar(&o.stopTimeout, "stop-timeout", 30*time.Second, "how long a step's etcd may take to stop gracefully before SIGKILL")
+	fs.DurationVar(&o.membersTimeout, "members-timeout", 4*time.Minute, "on a cluster of several members: how long a step waits for the other members (their cluster version, the barrier) before it fails naming them")
 }
 
 // resolved is the outcome of flags + environment + defaults.
@@ -120,7 +121,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 	c.WillExec, c.ExecArgs = o.exec, append([]string(nil), etcdArgs...)
 	c.TTLKeysDir = orDefault(pick("ttl-keys-directory", "TTL_KEYS_DIRECTORY"), prefix+"/events")
 	c.DataPrefix = prefix
-	c.Backup, c.ReadyTimeout, c.StopTimeout = o.backup, o.readyTimeout, o.stopTimeout
+	c.Backup, c.ReadyTimeout, c.StopTimeout, c.MembersTimeout = o.backup, o.readyTimeout, o.stopTimeout, o.membersTimeout
 	c.MoveBinaries = getenv("DO_NOT_MOVE_BINARIES") != "true"
 	c.DropV2Content = o.dropV2 || (!fs.Changed("drop-v2-content") && getenv("DROP_V2_CONTENT") == "true")
 	r.exec, r.logFmt = o.exec, o.logFormat
@@ -210,7 +211,9 @@ func (o *options) resolveMember(r *resolved, pick func(flag, env string) string,
 		}
 	}
 	peerURL := fmt.Sprintf("http://localhost:%d", peerPort)
-	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), orDefault(served.InitialCluster, name+"="+peerURL))
+	initialCluster := orDefault(pick("initial-cluster", "INITIAL_CLUSTER"), served.InitialCluster)
+	r.cfg.InitialClusterGiven = initialCluster != ""
+	initialCluster = orDefault(initialCluster, name+"="+peerURL)
 	// ETCD_CREDS goes to every step's etcd, filtered: what a step sets itself is
 	// left out, what would move the data or the member is refused.
 	single := !strings.Contains(initialCluster, ",")

@@ -1,0 +1,272 @@
+// Package lockstep keeps the members of one cluster in step while each member's
+// migrator walks its own data dir: a barrier that adds no key and no revision (one
+// lease per member and point of the walk, with an ID that names both), and reports
+// of which members are missing and what each one's peer URL says it runs.
+package lockstep
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
+)
+
+// Cluster is what a member's migrator knows of its cluster.
+type Cluster struct {
+	// Members as the data records them (name, ID, peer URLs).
+	Members []v3backend.Member
+	// Self is this member's name.
+	Self string
+	// PeerTLS reaches the peers' /version (the member's peer certificate); nil for
+	// plain-http peers.
+	PeerTLS *tls.Config
+	// Timeout bounds each wait for the other members.
+	Timeout time.Duration
+	// ReportEvery is how often a wait logs who is missing.
+	ReportEvery time.Duration
+	// Linger is how long a member stays up once everybody arrived: long enough
+	// for the leader's heartbeats to tell every member that the last lease is
+	// committed, before members leave and take quorum with them.
+	Linger time.Duration
+	Logger *slog.Logger
+}
+
+// Point is a place in a walk where every member waits for the others: its
+// direction and its rank, which grows along the walk.
+type Point struct {
+	Down bool
+	Rank int
+	// Soft: wait only for the members that were at the walk's previous point
+	// (rank Prev, -1 for none: then for nobody); members that took no part are
+	// taken to be serving (a rolling restart) and are not waited for.
+	Soft bool
+	Prev int
+}
+
+// Ranks within one minor m (major*100+minor): a walk up passes patch, minor,
+// v2-drop and hand-over runs of m in this order; a walk down passes the run of
+// the minor being left and then of the minor reached.
+const (
+	PhasePatch = iota
+	PhaseMinor
+	PhaseV2Drop
+	PhaseHandOver
+)
+
+// Up is the point of a run at minor m in phase ph of a walk up.
+func Up(m, ph int) Point { return Point{Rank: m*4 + ph} }
+
+// Down is the point of a rollback's run: phase 0 the run of the minor being left,
+// 1 of the minor reached (reached is major*100+minor).
+func Down(reached, ph int) Point { return Point{Down: true, Rank: (1000-reached)*4 + ph} }
+
+// leaseTTL: a barrier lease only has to outlive the wait of the members still at
+// its point, and a waiting member keeps its own alive; then it expires by itself.
+const leaseTTL = 60
+
+// magic marks barrier leases ("mg") in the top 16 bits of the ID.
+const magic = 0x6d67
+
+// leaseID encodes the point and the low 32 bits of the member ID:
+// [16 magic][1 down][15 rank][32 member].
+func leaseID(p Point, member uint64) int64 {
+	id := int64(magic)<<48 | int64(p.Rank&0x7fff)<<32 | int64(member&0xffffffff)
+	if p.Down {
+		id |= 1 << 47
+	}
+	return id
+}
+
+// decode returns the point and member bits of a barrier lease ID.
+func decode(id int64) (p Point, member uint32, ok bool) {
+	if id>>48 != magic {
+		return Point{}, 0, false
+	}
+	return Point{Down: id&(1<<47) != 0, Rank: int(id>>32) & 0x7fff}, uint32(id), true
+}
+
+// Arrive records that this member (memberID) reached p, then waits until every
+// member has reached p or a later point of the same direction, keeping its own
+// lease alive meanwhile; then it revokes its leases of earlier points. A member that
+// does not arrive within Timeout fails the wait, naming it.
+func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) error {
+	id := leaseID(p, memberID)
+	if err := grant(ctx, c, id); err != nil {
+		return fmt.Errorf("barrier lease %x: %w", id, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, cl.Timeout)
+	defer cancel()
+	start, lastReport := time.Now(), time.Now()
+	for {
+		missing, err := cl.missing(ctx, c, p)
+		if err == nil && len(missing) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("members %s did not reach this step within --members-timeout=%s (%s): start their migration, or rerun this member once they run", names(missing), cl.Timeout, cl.reports(missing))
+		}
+		if time.Since(lastReport) >= cl.ReportEvery {
+			lastReport = time.Now()
+			cl.Logger.Info("waiting for the other members at this step", "missing", names(missing), "reports", cl.reports(missing), "waited_ms", time.Since(start).Milliseconds())
+		}
+		kctx, kcancel := context.WithTimeout(ctx, time.Second)
+		_, _ = c.KeepAliveOnce(kctx, clientv3.LeaseID(id))
+		kcancel()
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := cl.revokeEarlier(ctx, c, memberID, p); err != nil {
+		return err
+	}
+	cl.Logger.Info("every member reached this step", "waited_ms", time.Since(start).Milliseconds())
+	select {
+	case <-ctx.Done():
+	case <-time.After(cl.Linger):
+	}
+	return nil
+}
+
+// grant grants the barrier lease; one a cut-short run of this step left is as good.
+func grant(ctx context.Context, c *clientv3.Client, id int64) error {
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(gctx, &pb.LeaseGrantRequest{ID: id, TTL: leaseTTL})
+	if err = rpctypes.Error(err); err != nil && err != rpctypes.ErrLeaseExist {
+		return err
+	}
+	return nil
+}
+
+// missing lists the members without a lease at p or beyond (for a soft point:
+// among those that were at its previous point).
+func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point) ([]v3backend.Member, error) {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := c.Leases(lctx)
+	cancel()
+	if err != nil {
+		return cl.Members, err
+	}
+	best := map[uint32]int{} // member bits -> highest rank of p's direction
+	for _, l := range resp.Leases {
+		lp, m, ok := decode(int64(l.ID))
+		if !ok || lp.Down != p.Down {
+			continue
+		}
+		if r, seen := best[m]; !seen || lp.Rank > r {
+			best[m] = lp.Rank
+		}
+	}
+	var out []v3backend.Member
+	for _, m := range cl.Members {
+		r, seen := best[uint32(m.ID)]
+		if seen && r >= p.Rank {
+			continue
+		}
+		if p.Soft && (p.Prev < 0 || !seen || r < p.Prev) {
+			continue // not walking with us: serving, as in a rolling restart
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// revokeEarlier revokes this member's barrier leases of earlier points, of either
+// direction: the members that needed them have passed.
+func (cl *Cluster) revokeEarlier(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) error {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := c.Leases(lctx)
+	cancel()
+	if err != nil {
+		return nil // they expire by themselves
+	}
+	for _, l := range resp.Leases {
+		lp, m, ok := decode(int64(l.ID))
+		if !ok || m != uint32(memberID) || lp == (Point{Down: p.Down, Rank: p.Rank}) {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Revoke(rctx, l.ID)
+		cancel()
+		if err != nil && rpctypes.Error(err) != rpctypes.ErrLeaseNotFound {
+			cl.Logger.Warn("revoke an earlier barrier lease", "lease", fmt.Sprintf("%x", int64(l.ID)), "err", err)
+		}
+	}
+	return nil
+}
+
+func names(ms []v3backend.Member) string {
+	s := make([]string, len(ms))
+	for i, m := range ms {
+		s[i] = m.Name
+		if s[i] == "" {
+			s[i] = m.ID.String()
+		}
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// Report says what every other member's peer URL reports.
+func (cl *Cluster) Report() string {
+	var others []v3backend.Member
+	for _, m := range cl.Members {
+		if m.Name != cl.Self {
+			others = append(others, m)
+		}
+	}
+	return cl.reports(others)
+}
+
+// reports asks each member's peer URL for its /version: what etcd it runs now.
+func (cl *Cluster) reports(ms []v3backend.Member) string {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cl.PeerTLS}}
+	var out []string
+	for _, m := range ms {
+		out = append(out, names([]v3backend.Member{m})+": "+peerVersion(hc, m.PeerURLs))
+	}
+	return strings.Join(out, "; ")
+}
+
+func peerVersion(hc *http.Client, urls []string) string {
+	last := "no peer URL"
+	for _, u := range urls {
+		resp, err := hc.Get(strings.TrimSuffix(u, "/") + "/version")
+		if err != nil {
+			last = "unreachable (" + shortErr(err) + ")"
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		var v struct {
+			Server  string `json:"etcdserver"`
+			Cluster string `json:"etcdcluster"`
+		}
+		if json.Unmarshal(b, &v) != nil || v.Server == "" {
+			return fmt.Sprintf("answers %s without a version", resp.Status)
+		}
+		return "runs etcd " + v.Server + ", cluster version " + v.Cluster
+	}
+	return last
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
+}

@@ -1,0 +1,32 @@
+package lockstep
+
+import "testing"
+
+func TestLeaseID(t *testing.T) {
+	for _, p := range []Point{Up(304, PhasePatch), Up(307, PhaseHandOver), Down(305, 1), Down(306, 0)} {
+		for _, m := range []uint64{0x8e9e05c52164694d, 1, 0xffffffffffffffff} {
+			id := leaseID(p, m)
+			if id <= 0 {
+				t.Fatalf("leaseID(%+v, %x) = %x: not a positive lease ID", p, m, id)
+			}
+			got, gm, ok := decode(id)
+			if !ok || got != p || gm != uint32(m) {
+				t.Errorf("decode(leaseID(%+v, %x)) = %+v, %x, %v", p, m, got, gm, ok)
+			}
+		}
+	}
+	if _, _, ok := decode(0x6d6967722d726479); ok {
+		t.Error("the readiness lease decodes as a barrier lease")
+	}
+	// Ranks grow along a walk: up 3.4 patch < 3.5 minor < 3.5 v2 drop < 3.5
+	// hand-over < 3.6 minor; down: leave 3.7 < reach 3.6 < leave 3.6 < reach 3.5.
+	up := []Point{Up(304, PhasePatch), Up(305, PhaseMinor), Up(305, PhaseV2Drop), Up(305, PhaseHandOver), Up(306, PhaseMinor)}
+	down := []Point{Down(306, 0), Down(306, 1), Down(305, 0), Down(305, 1)}
+	for _, walk := range [][]Point{up, down} {
+		for i := 1; i < len(walk); i++ {
+			if walk[i].Rank <= walk[i-1].Rank {
+				t.Errorf("rank of %+v is not after %+v", walk[i], walk[i-1])
+			}
+		}
+	}
+}

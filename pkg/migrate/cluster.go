@@ -1,0 +1,102 @@
+package migrate
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// readCluster reads the members the data records and decides whether this member is
+// one of several: the data records several, or INITIAL_CLUSTER names several. An
+// INITIAL_CLUSTER that was given must then name the members the data records.
+func (c *Config) readCluster(st Status) error {
+	named := initialClusterEntries(c.InitialCluster)
+	c.MultiMember = len(named) > 1
+	if st.Detected.Empty {
+		return nil
+	}
+	if _, err := os.Stat(datadir.BackendPath(c.DataDir)); errors.Is(err, os.ErrNotExist) && st.Detected.Storage == versionfile.StorageEtcd2 {
+		return nil // etcd2 data without a v3 backend: INITIAL_CLUSTER tells
+	}
+	o, err := datadir.ReadOffline(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.members = o.Members
+	c.MultiMember = c.MultiMember || len(o.Members) > 1
+	if !c.MultiMember || !c.InitialClusterGiven || len(o.Members) == 0 {
+		return nil
+	}
+	recorded := recordedEntries(o.Members)
+	if !slices.Equal(named, recorded) {
+		return fmt.Errorf("INITIAL_CLUSTER (or --initial-cluster) names %s but the data dir %s records the members %s: list the cluster's members as the data records them (etcdctl member list), or leave INITIAL_CLUSTER unset",
+			strings.Join(named, ","), c.DataDir, strings.Join(recorded, ","))
+	}
+	return nil
+}
+
+// initialClusterEntries are the sorted name=URL entries of an initial cluster.
+func initialClusterEntries(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// recordedEntries are the members as name=URL entries, sorted; a member that never
+// started has no name yet.
+func recordedEntries(ms []v3backend.Member) []string {
+	var out []string
+	for _, m := range ms {
+		for _, u := range m.PeerURLs {
+			out = append(out, m.Name+"="+u)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// peerTLS is the member's peer certificate for asking the other members' peer URLs
+// what they run (nil when no peer TLS is set).
+func (c *Config) peerTLS() (*tls.Config, error) {
+	if c.Creds == nil || c.Creds.Peer.Empty() {
+		return nil, nil
+	}
+	p := c.Creds.Peer
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cert, key := p.CertFile, p.KeyFile
+	if p.ClientCertFile != "" {
+		cert, key = p.ClientCertFile, p.ClientKeyFile
+	}
+	if cert != "" {
+		kp, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("peer certificate %s: %w", cert, err)
+		}
+		cfg.Certificates = []tls.Certificate{kp}
+	}
+	if p.TrustedCAFile != "" {
+		b, err := os.ReadFile(p.TrustedCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("peer trusted CA: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		cfg.RootCAs.AppendCertsFromPEM(b)
+	} else {
+		cfg.InsecureSkipVerify = true // only to read /version; no secret goes out
+	}
+	return cfg, nil
+}
