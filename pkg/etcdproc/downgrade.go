@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -42,7 +43,7 @@ func JoinDowngrade(ctx context.Context, c *clientv3.Client, clientURL, minor str
 		return fmt.Errorf("the cluster has a downgrade job to %s enabled, not to %s: finish or cancel it (etcdctl downgrade cancel) first; migrate does not cancel a job on a cluster of several members", job, minor)
 	}
 	err = enableDowngrade(ctx, c, minor)
-	if err != nil && rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCDowngradeInProcess) {
+	if err != nil && strings.Contains(err.Error(), rpctypes.ErrorDesc(rpctypes.ErrGRPCDowngradeInProcess)) {
 		return nil // another member enabled it meanwhile
 	}
 	return err
