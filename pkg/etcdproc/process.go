@@ -379,3 +379,6 @@ func (t *tail) lines() []string {
 	defer t.mu.Unlock()
 	return append([]string(nil), t.buf...)
 }
+
+// Version is the version of the etcd binary this process runs.
+func (p *Process) Version() *version.Version { return p.cfg.Version }

@@ -222,31 +222,49 @@ func names(ms []v3backend.Member) string {
 
 // Report says what every other member's peer URL reports.
 func (cl *Cluster) Report() string {
-	var others []v3backend.Member
-	for _, m := range cl.Members {
-		if m.Name != cl.Self {
-			others = append(others, m)
-		}
-	}
-	return cl.reports(others)
+	_, all := cl.Lagging("")
+	return all
 }
 
-// reports asks each member's peer URL for its /version: what etcd it runs now.
+// Lagging names the other members whose peer URL does not report an etcd of minor
+// ("3.6"; "" names none), and says what every other member reports.
+func (cl *Cluster) Lagging(minor string) (lagging, report string) {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cl.PeerTLS}}
+	var lag, out []string
+	for _, m := range cl.Members {
+		if m.Name == cl.Self {
+			continue
+		}
+		name := names([]v3backend.Member{m})
+		server, what := peerVersion(hc, m.PeerURLs)
+		if minor != "" && !strings.HasPrefix(server+".", minor+".") {
+			lag = append(lag, name)
+		}
+		out = append(out, name+": "+what)
+	}
+	sort.Strings(lag)
+	return strings.Join(lag, ", "), strings.Join(out, "; ")
+}
+
+// reports says what each of ms reports.
 func (cl *Cluster) reports(ms []v3backend.Member) string {
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cl.PeerTLS}}
 	var out []string
 	for _, m := range ms {
-		out = append(out, names([]v3backend.Member{m})+": "+peerVersion(hc, m.PeerURLs))
+		_, what := peerVersion(hc, m.PeerURLs)
+		out = append(out, names([]v3backend.Member{m})+": "+what)
 	}
 	return strings.Join(out, "; ")
 }
 
-func peerVersion(hc *http.Client, urls []string) string {
-	last := "no peer URL"
+// peerVersion asks a member's peer URLs for /version: the server version it runs,
+// and what to say about it.
+func peerVersion(hc *http.Client, urls []string) (server, what string) {
+	what = "no peer URL"
 	for _, u := range urls {
 		resp, err := hc.Get(strings.TrimSuffix(u, "/") + "/version")
 		if err != nil {
-			last = "unreachable (" + shortErr(err) + ")"
+			what = "unreachable (" + shortErr(err) + ")"
 			continue
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
@@ -256,11 +274,11 @@ func peerVersion(hc *http.Client, urls []string) string {
 			Cluster string `json:"etcdcluster"`
 		}
 		if json.Unmarshal(b, &v) != nil || v.Server == "" {
-			return fmt.Sprintf("answers %s without a version", resp.Status)
+			return "", fmt.Sprintf("answers %s without a version", resp.Status)
 		}
-		return "runs etcd " + v.Server + ", cluster version " + v.Cluster
+		return v.Server, "runs etcd " + v.Server + ", cluster version " + v.Cluster
 	}
-	return last
+	return "", what
 }
 
 func shortErr(err error) string {

@@ -10,7 +10,10 @@ import (
 	"sort"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
@@ -25,7 +28,13 @@ func (c *Config) readCluster(st Status) error {
 		return nil
 	}
 	if _, err := os.Stat(datadir.BackendPath(c.DataDir)); errors.Is(err, os.ErrNotExist) && st.Detected.Storage == versionfile.StorageEtcd2 {
-		return nil // etcd2 data without a v3 backend: INITIAL_CLUSTER tells
+		// etcd2 data without a v3 backend: the v2 store records the members.
+		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.WALDir, c.DataPrefix)
+		if err != nil {
+			return err
+		}
+		c.MultiMember = c.MultiMember || content.Members > 1
+		return nil
 	}
 	o, err := datadir.ReadOffline(c.DataDir)
 	if err != nil {

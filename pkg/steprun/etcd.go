@@ -190,7 +190,9 @@ func (e *Env) waitMinor(ctx context.Context, p *etcdproc.Process, accept []strin
 	}()
 	v, err := p.WaitMinor(wctx, accept...)
 	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
-		return v, fmt.Errorf("the cluster version did not reach %s within --members-timeout=%s: every member must run that minor (%s)", strings.Join(accept, " or "), e.Cluster.Timeout, e.Cluster.Report())
+		lagging, report := e.Cluster.Lagging(versionfile.MinorString(p.Version()))
+		return v, fmt.Errorf("members %s do not run etcd %s: the cluster version did not reach %s within --members-timeout=%s (%s); start their migration to the same target, or rerun this member once they run",
+			lagging, versionfile.MinorString(p.Version()), strings.Join(accept, " or "), e.Cluster.Timeout, report)
 	}
 	return v, err
 }

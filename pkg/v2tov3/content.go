@@ -35,6 +35,8 @@ type V2Content struct {
 	// Auth: the store holds v2 auth users or roles (/2), which the v2 keys API
 	// cannot delete.
 	Auth bool
+	// Members counts the cluster members the store records (/0/members).
+	Members int
 }
 
 // ReadV2Content rebuilds the v2 store of the etcd3 data dir dataDir offline (the
@@ -61,6 +63,9 @@ func ReadV2Content(lg *zap.Logger, dataDir, walDir, prefix string) (V2Content, e
 
 func v2Content(st v2store.Store, prefix string) (V2Content, error) {
 	var c V2Content
+	if ev, err := st.Get("/0/members", false, false); err == nil && ev.Node != nil {
+		c.Members = len(ev.Node.Nodes)
+	}
 	metaOnly, err := membership.IsMetaStoreOnly(st)
 	if err != nil {
 		return c, fmt.Errorf("v2 store: %w", err)
