@@ -40,7 +40,7 @@ func (s *HandOver) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
 	if len(s.dropV2Top) > 0 {
 		r.EnableV2, r.AfterReady = true, s.deleteV2
 	}
-	return env.KeepKeys(s, func() ([]any, error) { return env.Etcd(ctx, s, s.From.Version, r) })
+	return env.KeepKeysUnlessServed(s, func() ([]any, error) { return env.Etcd(ctx, s, s.From.Version, r) })
 }
 
 // ErrRebuildsMembership marks the steps refused on a cluster of several members.

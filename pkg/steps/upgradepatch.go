@@ -39,7 +39,7 @@ func (s UpgradePatch) Run(ctx context.Context, env *steprun.Env) ([]any, error) 
 	// It needs no other member, so it waits only for those walking with it.
 	point := lockstep.Up(minorCode(s.To.Version), lockstep.PhasePatch)
 	point.Soft, point.Prev = true, s.prev
-	return env.KeepKeys(s, func() ([]any, error) {
+	return env.KeepKeysUnlessServed(s, func() ([]any, error) {
 		return env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{RaiseClusterVersion: env.Cluster == nil, Point: point})
 	})
 }
