@@ -42,6 +42,15 @@ func (m *Member) status(ctx context.Context) (*clientv3.StatusResponse, error) {
 	return cl.Status(ctx, m.ClientURL)
 }
 
+// memberID is m's own member ID as its status reports it.
+func (m *Member) memberID(ctx context.Context) (uint64, error) {
+	st, err := m.status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return st.Header.MemberId, nil
+}
+
 // Dump reads m's own copy of the keyspace and leases: a SERIALIZABLE range read
 // answered by m from its local store (etcdtest's oracle, not pkg/keyspace). The
 // lease TTLs come from TimeToLive, which etcd answers through the leader.

@@ -231,25 +231,61 @@ func (c *Cluster) StopMember(m *Member) (killed bool) {
 	return p.stop(30 * time.Second)
 }
 
-// StopAll stops every member's etcd and migrate concurrently.
+// StopAll stops every member's etcd and migrate: the followers together, then
+// the leader. A leader stopped alongside its followers would try to hand its
+// leadership to one of them and wait seconds for it.
 func (c *Cluster) StopAll() {
+	leader := c.leaderIndex()
 	var wg sync.WaitGroup
-	for _, m := range c.Members {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if c.StopMember(m) {
-				c.t.Logf("%s: etcd killed after the stop timeout", m.Name)
-			}
-			m.mu.Lock()
-			r := m.run
-			m.mu.Unlock()
-			if r != nil {
-				r.Stop()
-			}
-		}()
+	stop := func(m *Member) {
+		defer wg.Done()
+		if c.StopMember(m) {
+			c.t.Logf("%s: etcd killed after the stop timeout", m.Name)
+		}
+		m.mu.Lock()
+		r := m.run
+		m.mu.Unlock()
+		if r != nil {
+			r.Stop()
+		}
+	}
+	for i, m := range c.Members {
+		if i != leader {
+			wg.Add(1)
+			go stop(m)
+		}
 	}
 	wg.Wait()
+	if leader >= 0 {
+		wg.Add(1)
+		stop(c.Members[leader])
+	}
+}
+
+// leaderIndex is the index of the member the first answering member names
+// leader, or -1.
+func (c *Cluster) leaderIndex() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for _, m := range c.Members {
+		m.mu.Lock()
+		running := m.etcd != nil && !m.etcd.exited()
+		m.mu.Unlock()
+		if !running {
+			continue
+		}
+		st, err := m.status(ctx)
+		if err != nil || st.Leader == 0 {
+			continue
+		}
+		for i, mm := range c.Members {
+			if id, err := mm.memberID(ctx); err == nil && id == st.Leader {
+				return i
+			}
+		}
+		return -1
+	}
+	return -1
 }
 
 // Logs is the tail of every running or last etcd's output, for failure messages.
