@@ -71,9 +71,10 @@ func (c *Cluster) StartCommand(t testing.TB, m *Member, cmd *exec.Cmd) *MigrateR
 	t.Helper()
 	r := &MigrateRun{Member: m, Cmd: cmd, Stdout: &etcdtest.SyncBuffer{}, Stderr: &etcdtest.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = r.Stdout, r.Stderr
-	// Own process group: a kill of the test's group does not reach it twice, and
-	// Kill can hit migrate alone (its step etcd dies by its own Pdeathsig).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so that Kill can hit migrate alone (its step etcd dies by
+	// its own parent-death signal); never outliving the test binary, also once it
+	// has exec'd etcd.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	r.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: start migrate: %v", m.Name, err)
