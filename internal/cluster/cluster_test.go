@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,6 +113,18 @@ func TestRollingRestartWriter(t *testing.T) {
 		t.Fatalf("lost: %v", diffs)
 	}
 	t.Logf("writer: %d acknowledged, %d failed, longest gap %v", acked, failed, gap.Round(time.Millisecond))
+	// Verify can fail: one acknowledged put removed is reported.
+	cl, err := c.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := cl.Delete(t.Context(), "/writer/00000000"); err != nil {
+		t.Fatal(err)
+	}
+	if diffs := w.Verify(t, c, 10); len(diffs) != 1 || !strings.Contains(diffs[0], "/writer/00000000") {
+		t.Fatalf("after deleting an acknowledged put, Verify says %v", diffs)
+	}
 	start := time.Now()
 	c.StopAll()
 	t.Logf("StopAll: %v", time.Since(start).Round(time.Millisecond))
