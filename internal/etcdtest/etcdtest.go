@@ -241,9 +241,16 @@ type Dump struct {
 // DumpAll reads every key and lease of the server.
 func (s *Server) DumpAll(t testing.TB) Dump {
 	t.Helper()
+	return DumpClient(t, s.Client)
+}
+
+// DumpClient reads every key and lease through c; opts go to the range read
+// (clientv3.WithSerializable() reads the answering member's own copy).
+func DumpClient(t testing.TB, c *clientv3.Client, opts ...clientv3.OpOption) Dump {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := s.Client.Get(ctx, "\x00", clientv3.WithFromKey())
+	resp, err := c.Get(ctx, "\x00", append([]clientv3.OpOption{clientv3.WithFromKey()}, opts...)...)
 	if err != nil {
 		t.Fatalf("dump: %v", err)
 	}
@@ -251,12 +258,12 @@ func (s *Server) DumpAll(t testing.TB) Dump {
 	for _, kv := range resp.Kvs {
 		d.Keys[string(kv.Key)] = KV{Value: string(kv.Value), CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
 	}
-	ls, err := s.Client.Leases(ctx)
+	ls, err := c.Leases(ctx)
 	if err != nil {
 		t.Fatalf("list leases: %v", err)
 	}
 	for _, l := range ls.Leases {
-		ttl, err := s.Client.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
+		ttl, err := c.TimeToLive(ctx, l.ID, clientv3.WithAttachedKeys())
 		if err != nil {
 			t.Fatalf("lease %x: %v", l.ID, err)
 		}
