@@ -195,7 +195,7 @@ func (c *Config) Plan() (Status, []steprun.Step, error) {
 	}
 	plan, err := steps.Plan(st.Current, c.Target, c.Bundled)
 	if err == nil && c.MultiMember {
-		plan, err = steps.ForCluster(plan)
+		plan, err = steps.ForCluster(plan, max(len(c.members), len(initialClusterEntries(c.InitialCluster))))
 	}
 	if err != nil {
 		return st, nil, inputErr(err)

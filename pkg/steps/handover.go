@@ -53,12 +53,12 @@ var ErrRebuildsMembership = errors.New("rebuilds membership")
 // point: the runs that need no other member (patch steps, the v2 drop, the
 // hand-over) wait only for the members that were there, so a member restarted
 // alone while the others serve is not held up.
-func ForCluster(plan []steprun.Step) ([]steprun.Step, error) {
+func ForCluster(plan []steprun.Step, members int) ([]steprun.Step, error) {
 	out := append([]steprun.Step(nil), plan...)
 	prev := -1
 	for i, s := range out {
 		if s.RewritesMemberDir() {
-			return nil, fmt.Errorf("%s: on a cluster of several members this step %w: every member would start a cluster of its own. Remove the other members (etcdctl member remove), migrate this one alone, then add them back with empty data dirs; or choose a target reached by upgrades and 3.6+ rollbacks", s, ErrRebuildsMembership)
+			return nil, fmt.Errorf("%s: on a cluster of %s this step %w: every member would start a cluster of its own. Remove the other members (etcdctl member remove), migrate this one alone, then add them back with empty data dirs; or choose a target reached by upgrades and 3.6+ rollbacks", s, membersText(members), ErrRebuildsMembership)
 		}
 		switch s := s.(type) {
 		case UpgradePatch:
@@ -76,4 +76,11 @@ func ForCluster(plan []steprun.Step) ([]steprun.Step, error) {
 		}
 	}
 	return out, nil
+}
+
+func membersText(n int) string {
+	if n > 1 {
+		return fmt.Sprintf("%d members", n)
+	}
+	return "several members"
 }

@@ -440,16 +440,16 @@ func TestForCluster(t *testing.T) {
 		{current: "3.6.x/etcd3", target: "3.7.3/etcd3", want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3", "hand-over 3.6.16/etcd3->3.7.3/etcd3"}},
 		{current: "3.6.x/etcd3", target: "3.6.16/etcd3", want: []string{"upgrade-patch 3.6.x/etcd3->3.6.16/etcd3"}},
 		{current: "3.7.3/etcd3", target: "3.5.35/etcd3", want: []string{"rollback-minor 3.7.3/etcd3->3.6.16/etcd3", "rollback-minor 3.6.16/etcd3->3.5.35/etcd3"}},
-		{current: "3.5.35/etcd3", target: "3.4.13/etcd3", wantErr: "rollback-minor 3.5.35/etcd3 -> 3.4.13/etcd3 (snapshot with etcd-3.5.35, restore with etcdctl-3.4.13, then run etcd-3.4.13): on a cluster of several members this step rebuilds membership"},
-		{current: "3.4.13/etcd2", target: "3.7.3/etcd3", wantErr: "v2-to-v3 3.4.13/etcd2 -> 3.4.13/etcd3 (convert offline, then run etcd-3.4.13): on a cluster of several members this step rebuilds membership"},
-		{current: "3.5.35/etcd3", target: "3.5.35/etcd2", wantErr: "rollback-to-etcd2 3.5.35/etcd3 -> 3.5.35/etcd2 (convert offline, then run etcd-3.5.35 with the v2 API): on a cluster of several members this step rebuilds membership"},
+		{current: "3.5.35/etcd3", target: "3.4.13/etcd3", wantErr: "rollback-minor 3.5.35/etcd3 -> 3.4.13/etcd3 (snapshot with etcd-3.5.35, restore with etcdctl-3.4.13, then run etcd-3.4.13): on a cluster of 3 members this step rebuilds membership"},
+		{current: "3.4.13/etcd2", target: "3.7.3/etcd3", wantErr: "v2-to-v3 3.4.13/etcd2 -> 3.4.13/etcd3 (convert offline, then run etcd-3.4.13): on a cluster of 3 members this step rebuilds membership"},
+		{current: "3.5.35/etcd3", target: "3.5.35/etcd2", wantErr: "rollback-to-etcd2 3.5.35/etcd3 -> 3.5.35/etcd2 (convert offline, then run etcd-3.5.35 with the v2 API): on a cluster of 3 members this step rebuilds membership"},
 	}
 	for _, tc := range tests {
 		plan, err := steps.Plan(pairPtr(tc.current), versionfile.MustPair(tc.target), mustBundled(t, std))
 		if err != nil {
 			t.Fatalf("Plan(%s -> %s): %v", tc.current, tc.target, err)
 		}
-		got, err := steps.ForCluster(plan)
+		got, err := steps.ForCluster(plan, 3)
 		if tc.wantErr != "" {
 			if err == nil || !strings.HasPrefix(err.Error(), tc.wantErr) || !errors.Is(err, steps.ErrRebuildsMembership) {
 				t.Errorf("ForCluster(%s -> %s) = %v, want error starting %q", tc.current, tc.target, err, tc.wantErr)
@@ -471,7 +471,7 @@ func TestForCluster(t *testing.T) {
 	}
 	// The plan itself is left as it was.
 	plan, _ := steps.Plan(pairPtr("3.6.16/etcd3"), versionfile.MustPair("3.7.3/etcd3"), mustBundled(t, std))
-	if _, err := steps.ForCluster(plan); err != nil || plan[0].Kind() != steprun.KindUpgradeMinor {
+	if _, err := steps.ForCluster(plan, 3); err != nil || plan[0].Kind() != steprun.KindUpgradeMinor {
 		t.Errorf("ForCluster changed its input: %v, %v", plan[0], err)
 	}
 }
