@@ -53,6 +53,9 @@ type Point struct {
 	// taken to be serving (a rolling restart) and are not waited for.
 	Soft bool
 	Prev int
+	// Final: the walk's last point. Once everybody passed it, nobody needs its
+	// leases any more: they are revoked, so no barrier lease outlives the walk.
+	Final bool
 }
 
 // Ranks within one minor m (major*100+minor): a walk up passes patch, minor,
@@ -137,7 +140,34 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 	case <-ctx.Done():
 	case <-time.After(cl.Linger):
 	}
+	if p.Final {
+		cl.revokePoint(ctx, c, p)
+	}
 	return nil
+}
+
+// revokePoint revokes every member's lease at the walk's last point. Every member
+// saw them during the linger, and the first to leave it still has the others' votes
+// for the revokes; the last to leave may not, which is why each revokes them all.
+func (cl *Cluster) revokePoint(ctx context.Context, c *clientv3.Client, p Point) {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	resp, err := c.Leases(lctx)
+	cancel()
+	if err != nil {
+		return // they expire by themselves
+	}
+	for _, l := range resp.Leases {
+		lp, _, ok := decode(int64(l.ID))
+		if !ok || lp.Down != p.Down || lp.Rank != p.Rank {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Revoke(rctx, l.ID)
+		cancel()
+		if err != nil && rpctypes.Error(err) != rpctypes.ErrLeaseNotFound {
+			cl.Logger.Debug("revoke a last barrier lease (it expires by itself)", "lease", fmt.Sprintf("%x", int64(l.ID)), "err", err)
+		}
+	}
 }
 
 // grant grants the barrier lease; one a cut-short run of this step left is as good.
@@ -195,7 +225,7 @@ func (cl *Cluster) revokeEarlier(ctx context.Context, c *clientv3.Client, member
 	}
 	for _, l := range resp.Leases {
 		lp, m, ok := decode(int64(l.ID))
-		if !ok || m != uint32(memberID) || lp == (Point{Down: p.Down, Rank: p.Rank}) {
+		if !ok || m != uint32(memberID) || (lp.Down == p.Down && lp.Rank == p.Rank) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -71,7 +71,7 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 	}
 	downgradeMs := time.Since(start).Milliseconds()
 	t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{
-		Point: lockstep.Down(reached, 1),
+		Point: lockstep.Point{Down: true, Rank: lockstep.Down(reached, 1).Rank, Final: s.Final},
 		// etcd's monitor ends the job itself once the member runs the target; a
 		// job left behind would block the next upgrade.
 		AfterReady: func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {

@@ -64,6 +64,9 @@ const StepSpace = 64 << 20
 type Move struct {
 	From versionfile.Pair
 	To   versionfile.Pair
+	// Final marks the last step of a walk on a cluster of several members: its
+	// last run's barrier lease is revoked once everybody passed it.
+	Final bool
 }
 
 func (m Move) Span() Move                 { return m }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
+	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
@@ -35,7 +36,7 @@ func (s *HandOver) Binaries(binDir string) []string {
 
 func (s *HandOver) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
 	point := lockstep.Up(minorCode(s.From.Version), lockstep.PhaseHandOver)
-	point.Soft, point.Prev = true, s.prev
+	point.Soft, point.Prev, point.Final = true, s.prev, true
 	r := steprun.EtcdRun{Point: point}
 	if len(s.dropV2Top) > 0 {
 		r.EnableV2, r.AfterReady = true, s.deleteV2
@@ -73,6 +74,17 @@ func ForCluster(plan []steprun.Step, members int) ([]steprun.Step, error) {
 				out[i] = &HandOver{UpgradeMinor: &u, prev: prev}
 			}
 			prev = lockstep.Up(minorCode(s.To.Version), lockstep.PhaseMinor).Rank
+		}
+	}
+	if n := len(out); n > 0 {
+		switch s := out[n-1].(type) {
+		case UpgradePatch:
+			s.Final = true
+			out[n-1] = s
+		case *rollback.DowngradeMinor:
+			d := *s
+			d.Final = true
+			out[n-1] = &d
 		}
 	}
 	return out, nil
