@@ -105,6 +105,11 @@ func (r *MigrateRun) Done() <-chan struct{} { return r.done }
 // Wait waits at most timeout for the exit and returns the exit code (-1 for a
 // death by signal); ok is false on timeout.
 func (r *MigrateRun) Wait(timeout time.Duration) (code int, ok bool) {
+	select { // an exited run answers even with a zero timeout
+	case <-r.done:
+		return r.code, true
+	default:
+	}
 	select {
 	case <-r.done:
 		return r.code, true
