@@ -51,5 +51,6 @@ github.com/cockroachdb/cmux => github.com/soheilhy/cmux v0.1.4
 # The ugorji codec of this era builds a base64 alphabet with "_" twice (gen.go);
 # encoding/base64.NewEncoding panics on duplicate symbols ("encoding alphabet includes
 # duplicate symbols" in current Go) at package init, so every etcd binary would die at
-# start. The alphabet only names generated identifiers; any unused symbol will do.
+# start. Only the code generator (codecgen) uses that encoding, to name generated
+# functions, and etcd never runs the generator; any second, distinct symbol will do.
 edit github.com/ugorji/go codec/gen.go | 0123456789__") | 0123456789_.")
