@@ -55,9 +55,11 @@ $(BIN_DIR)/.etcd-%.stamp: hack/build-etcd.sh $$(wildcard hack/old-etcd/$$*.mod)
 # The releases before 3.4; not part of `make test` or `make etcd-binaries`.
 old-etcd-binaries: $(foreach v,$(OLD_VERSIONS),$(BIN_DIR)/.etcd-$(v).stamp)
 
-# Starts each old release, writes and reads through v2 (and v3 from 3.0), stops it.
+# Starts each old release, writes and reads through v2 (and v3 from 3.0) with its own
+# etcdctl, stops it. Behind the oldetcd build tag: not part of `make test` yet.
 test-old-etcd: old-etcd-binaries
-	test/oldetcd/smoke.sh $(abspath $(BIN_DIR)) $(OLD_VERSIONS)
+	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) ETCD_MIGRATE_OLD_VERSIONS="$(OLD_VERSIONS)" \
+		$(GO) test -tags oldetcd -count=1 -v ./test/oldetcd/
 
 # Then the image test, verbose so that its timings, or why it was skipped (neither
 # buildah nor a docker engine), show; and test/manifest, a module of its own (it
