@@ -17,9 +17,12 @@ pin_file=$(cd "$(dirname "$0")" && pwd)/old-etcd/$version.mod
 # A failure anywhere names the version, so one line in a long `make` log is enough.
 trap 'echo "build-etcd.sh: building etcd $version ($goos/$goarch) failed: line $LINENO: $BASH_COMMAND" >&2' ERR
 
-# etcd 3.4 predates the /v3 modules; 3.4.13 is this pseudo-version of go.etcd.io/etcd.
+# etcd 3.4 predates the /v3 modules; its releases are pseudo-versions of
+# go.etcd.io/etcd (the v3.4.x tags are not module versions). The proxy serves only
+# some of them; 3.4.25 is the newest found (commit 94593e63d45c, 2023-04-14).
 declare -A pseudo_3_4=(
   [3.4.13]=v0.5.0-alpha.5.0.20200910180754-dd1b699fc489
+  [3.4.25]=v0.5.0-alpha.5.0.20230414071934-94593e63d45c
 )
 
 mkdir -p "$out_dir"

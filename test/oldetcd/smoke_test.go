@@ -150,6 +150,11 @@ func start(t *testing.T, etcd, v string) *server {
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=smoke="+peerURL,
 		"--heartbeat-interval=10", "--election-timeout=100")
+	if strings.HasPrefix(v, "3.4.") {
+		// So that a 3.4 (a candidate pseudo-version, say) can be checked the same
+		// way: its v2 API is off by default.
+		cmd.Args = append(cmd.Args, "--enable-v2=true")
+	}
 	s := &server{cmd: cmd, url: clientURL, log: &etcdtest.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
