@@ -33,16 +33,16 @@ cd "$work"
 go mod init etcd-build-wrapper >/dev/null 2>&1
 export CGO_ENABLED=0 GOOS="$goos" GOARCH="$goarch" GOFLAGS=-mod=mod
 
+fail() { echo "build-etcd.sh: etcd $version: $*" >&2; exit 1; }
+
 get() { # quiet unless it fails
-  go get "$@" >"$work/get.log" 2>&1 || { cat "$work/get.log" >&2; exit 1; }
+  go get "$@" >"$work/get.log" 2>&1 || { cat "$work/get.log" >&2; fail "go get $* failed"; }
 }
 
 build() { # <package> <binary-name>
   go build -trimpath -ldflags='-s -w' -o "$out_dir/$2.tmp" "$1"
   mv "$out_dir/$2.tmp" "$out_dir/$2"
 }
-
-fail() { echo "build-etcd.sh: etcd $version: $*" >&2; exit 1; }
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; printf '%s' "${s%"${s##*[![:space:]]}"}"; }
 
@@ -149,7 +149,7 @@ if [ -f "$pin_file" ]; then
 else case "$version" in
   3.4.*)
     mod=${pseudo_3_4[$version]:-}
-    [ -n "$mod" ] || { echo "build-etcd.sh: no module version known for etcd $version; add it to pseudo_3_4" >&2; exit 2; }
+    [ -n "$mod" ] || fail "no module version known for etcd $version; add it to pseudo_3_4"
     get "go.etcd.io/etcd@$mod"
     build go.etcd.io/etcd "etcd-$version"
     build go.etcd.io/etcd/etcdctl "etcdctl-$version"
