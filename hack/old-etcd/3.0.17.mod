@@ -1,0 +1,56 @@
+# etcd 3.0.17: github.com/coreos/etcd@v3.0.17+incompatible from the Go module proxy.
+# Pins: the commits in cmd/Godeps/Godeps.json mapped to the nearest tag or pseudo-version the proxy serves.
+# Format: hack/old-etcd/README.md.
+github.com/coreos/etcd v3.0.17+incompatible
+github.com/beorn7/perks v0.0.0-20160804104726-4c0e84591b9a
+github.com/bgentry/speakeasy v0.0.0-20161015143505-675b82c74c0e
+github.com/boltdb/bolt v1.3.0
+github.com/coreos/go-semver v0.2.0
+github.com/coreos/go-systemd v0.0.0-20161114122254-48702e0da86b
+github.com/coreos/pkg v0.0.0-20160727233714-3ac0863d7acf
+github.com/dustin/go-humanize v0.0.0-20171111073723-bb3d318650d4
+github.com/ghodss/yaml v0.0.0-20150909031657-73d445a93680
+github.com/gogo/protobuf v0.0.0-20170307180453-100ba4e88506
+github.com/golang/glog v0.0.0-20160126235308-23def4e6c14b
+github.com/golang/groupcache v0.0.0-20160516000752-02826c3e7903
+github.com/golang/protobuf v0.0.0-20161109072736-4bd1920723d7
+github.com/google/btree v0.0.0-20180124185431-e89373fe6b4a
+github.com/grpc-ecosystem/grpc-gateway v1.1.0
+github.com/inconshreveable/mousetrap v1.0.0
+github.com/jonboulle/clockwork v0.1.0
+github.com/mattn/go-runewidth v0.0.2
+github.com/matttproud/golang_protobuf_extensions v1.0.1
+github.com/olekukonko/tablewriter v0.0.0-20170122224234-a0225b3f23b5
+github.com/prometheus/client_golang v0.8.0
+github.com/prometheus/client_model v0.0.0-20170216185247-6f3806018612
+github.com/prometheus/common v0.0.0-20180110214958-89604d197083
+github.com/prometheus/procfs v0.0.0-20180125133057-cb4147076ac7
+github.com/spf13/cobra v0.0.1
+github.com/spf13/pflag v1.0.0
+github.com/ugorji/go v0.0.0-20170107133203-ded73eae5db7
+github.com/urfave/cli v1.18.0
+github.com/xiang90/probing v0.0.0-20160813154853-07dd2e8dfe18
+golang.org/x/crypto v0.0.0-20170512130425-ab89591268e0
+golang.org/x/net v0.0.0-20170114055629-f2499483f923
+golang.org/x/sys v0.0.0-20170728174421-0f826bdd13b5
+golang.org/x/text v0.3.0
+golang.org/x/time v0.0.0-20180412165947-fbb02b2291d2
+google.golang.org/grpc v1.0.0
+gopkg.in/cheggaaa/pb.v1 v1.0.2
+gopkg.in/yaml.v2 v2.0.0-20170407172122-cd8b52f8269e
+
+# etcd imports cmux by its old path; the project moved to github.com/soheilhy/cmux
+# (same package, same API).
+github.com/cockroachdb/cmux => github.com/soheilhy/cmux v0.1.4
+
+# The ugorji codec of this era builds a base64 alphabet with "_" twice (gen.go);
+# encoding/base64.NewEncoding panics on duplicate symbols ("encoding alphabet includes
+# duplicate symbols" in current Go) at package init, so every etcd binary would die at
+# start. Only the code generator (codecgen) uses that encoding, to name generated
+# functions, and etcd never runs the generator; any second, distinct symbol will do.
+edit github.com/ugorji/go codec/gen.go | 0123456789__") | 0123456789_.")
+
+# The oldest go-systemd the proxy serves (2016-11) has SdNotify(unsetEnvironment bool,
+# state string); etcd 3.0 was written against the one-argument form. false keeps
+# NOTIFY_SOCKET set, which is what the one-argument form did.
+edit github.com/coreos/etcd etcdmain/etcd.go | daemon.SdNotify("READY=1") | daemon.SdNotify(false, "READY=1")
