@@ -113,3 +113,23 @@ func TestCompare(t *testing.T) {
 		})
 	}
 }
+
+// The lock-step barrier of a cluster of several members (pkg/lockstep) grants and
+// revokes leases that hold no key: the digest must not see them, while a changed
+// TTL of a lease that holds a key is still caught.
+func TestBarrierLeasesInvisible(t *testing.T) {
+	revs := []rev{{key: "/registry/a", value: "1"}, {key: "/registry/b", value: "2", lease: 7}}
+	before := digest(t, revs, map[int64]int64{7: 60})
+	barrier := int64(0x6d6704cb21f79ae3) // a barrier lease ID: "mg", rank, member bits
+	after := digest(t, revs, map[int64]int64{7: 60, barrier: 60, barrier + 1: 60})
+	if _, err := Compare(before, after); err != nil {
+		t.Fatalf("barrier leases changed the digest: %v", err)
+	}
+	if _, err := Compare(after, before); err != nil {
+		t.Fatalf("revoked barrier leases changed the digest: %v", err)
+	}
+	changed := digest(t, revs, map[int64]int64{7: 61, barrier: 60})
+	if _, err := Compare(before, changed); err == nil {
+		t.Fatal("a changed TTL of a lease holding a key went unnoticed")
+	}
+}
