@@ -493,7 +493,18 @@ func (c *Config) stepEnv() (*steprun.Env, error) {
 			return nil, err
 		}
 		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.Name, PeerTLS: peerTLS,
-			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: 2 * time.Second, Logger: c.Logger}
+			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: c.linger(), Logger: c.Logger}
 	}
 	return env, nil
+}
+
+// linger is how long a member stays up after a barrier: ten raft heartbeats (etcd's
+// default 100 ms, or the served etcd's --heartbeat-interval), at least a second, so
+// the leader's heartbeats tell every member the last barrier lease is committed.
+func (c *Config) linger() time.Duration {
+	hb := 100 * time.Millisecond
+	if c.Served != nil && c.Served.HeartbeatInterval > 0 {
+		hb = time.Duration(c.Served.HeartbeatInterval) * time.Millisecond
+	}
+	return max(10*hb, time.Second)
 }
