@@ -112,29 +112,15 @@ func writeBackend(ctx context.Context, lg *zap.Logger, path string, loaded *Load
 // appends sequentially (fast, and a compact file) instead of inserting at random.
 // Expired TTL keys are left out; keys below TTLKeysDir without a TTL get DefaultTTL.
 func listKeys(loaded *LoadResult, opts Options, res *Result) ([]keyItem, error) {
-	ev, err := loaded.Store.Get(keysPrefix, true, false)
-	var verr *v2error.Error
-	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
-		ev, err = &v2store.Event{Node: &v2store.NodeExtern{Key: keysPrefix, Dir: true}}, nil
-	}
+	ev, err := getKeys(loaded.Store)
 	if err != nil {
-		return nil, fmt.Errorf("read v2 keys: %w", err)
+		return nil, err
 	}
 	loaded.Store = nil
 	now := opts.Now()
 	ttlDir := strings.TrimSuffix(opts.TTLKeysDir, "/") + "/"
 	var items []keyItem
-	var walk func(n *v2store.NodeExtern)
-	walk = func(n *v2store.NodeExtern) {
-		if n.Dir {
-			if n.Key != keysPrefix {
-				res.Dirs++
-			}
-			for _, c := range n.Nodes {
-				walk(c)
-			}
-			return
-		}
+	res.Dirs += walkKeys(ev.Node, func(n *v2store.NodeExtern) {
 		var ttl int64
 		switch {
 		case n.Expiration != nil:
@@ -151,8 +137,7 @@ func listKeys(loaded *LoadResult, opts Options, res *Result) ([]keyItem, error) 
 			res.DefaultTTLs++
 		}
 		items = append(items, keyItem{key: n.Key, value: n.Value, created: n.CreatedIndex, mod: n.ModifiedIndex, ttl: ttl})
-	}
-	walk(ev.Node)
+	})
 	sort.Slice(items, func(i, j int) bool { return items[i].mod < items[j].mod })
 	for i := 1; i < len(items); i++ {
 		if items[i].mod == items[i-1].mod {
@@ -265,4 +250,34 @@ func backendDigest(path string) (backendSum, error) {
 		return backendSum{}, fmt.Errorf("read back %s: %w", path, err)
 	}
 	return sum, nil
+}
+
+// getKeys reads the v2 store's user keyspace (an empty one when it has none).
+func getKeys(st v2store.Store) (*v2store.Event, error) {
+	ev, err := st.Get(keysPrefix, true, false)
+	var verr *v2error.Error
+	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
+		return &v2store.Event{Node: &v2store.NodeExtern{Key: keysPrefix, Dir: true}}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read v2 keys: %w", err)
+	}
+	return ev, nil
+}
+
+// walkKeys calls leaf for every key below n, depth first, and returns the number of
+// directories below the keyspace root.
+func walkKeys(n *v2store.NodeExtern, leaf func(*v2store.NodeExtern)) int {
+	if !n.Dir {
+		leaf(n)
+		return 0
+	}
+	dirs := 0
+	if n.Key != keysPrefix {
+		dirs++
+	}
+	for _, c := range n.Nodes {
+		dirs += walkKeys(c, leaf)
+	}
+	return dirs
 }

@@ -1,7 +1,6 @@
 package v2tov3
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"strings"
 
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v2error"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.uber.org/zap"
 
@@ -74,26 +72,12 @@ func v2Content(st v2store.Store, prefix string) (V2Content, error) {
 	if metaOnly {
 		return c, nil
 	}
-	ev, err := st.Get(keysPrefix, true, false)
-	var verr *v2error.Error
-	if errors.As(err, &verr) && verr.ErrorCode == v2error.EcodeKeyNotFound {
-		ev, err = &v2store.Event{Node: &v2store.NodeExtern{Key: keysPrefix, Dir: true}}, nil
-	}
+	ev, err := getKeys(st)
 	if err != nil {
-		return c, fmt.Errorf("read v2 keys: %w", err)
+		return c, err
 	}
 	under := strings.TrimSuffix(prefix, "/") + "/"
-	var walk func(n *v2store.NodeExtern)
-	walk = func(n *v2store.NodeExtern) {
-		if n.Dir {
-			if n.Key != keysPrefix {
-				c.Dirs++
-			}
-			for _, ch := range n.Nodes {
-				walk(ch)
-			}
-			return
-		}
+	c.Dirs = walkKeys(ev.Node, func(n *v2store.NodeExtern) {
 		c.Keys++
 		if k := strings.TrimPrefix(n.Key, keysPrefix); !strings.HasPrefix(k, under) {
 			c.OutsidePrefix++
@@ -101,8 +85,7 @@ func v2Content(st v2store.Store, prefix string) (V2Content, error) {
 				c.FirstOutside = k
 			}
 		}
-	}
-	walk(ev.Node)
+	})
 	for _, n := range ev.Node.Nodes {
 		c.Top = append(c.Top, strings.TrimPrefix(n.Key, keysPrefix))
 	}
