@@ -38,10 +38,6 @@ type EtcdRun struct {
 // a write has committed and a snapshot covers everything applied so far; then stops
 // it gracefully. It returns the run's timings as log attributes.
 func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (timings []any, err error) {
-	accept := r.Accept
-	if len(accept) == 0 {
-		accept = []string{versionfile.MinorString(v)}
-	}
 	log := e.Logger.With("step", string(s.Kind()), "etcd", v.String())
 	start := time.Now()
 	fault.Point(fault.StepBeforeStart)
@@ -65,65 +61,81 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	stepErr := func(err error) error { return fmt.Errorf("step %s: %w", s, err) }
-
-	// Connect once etcd answers: a gRPC dial to a port nobody listens on yet backs
-	// off for a second.
-	if _, err := p.WaitMinor(ctx); err != nil {
-		return nil, stepErr(err)
+	t, cli, err := e.runUntilSnapshot(ctx, p, v, r, log, start)
+	if cli != nil {
+		defer cli.Close()
 	}
-	fault.Point(fault.StepAfterStart)
-	c, err := p.Client()
 	if err != nil {
-		return nil, fmt.Errorf("step %s: client: %w", s, err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
-	defer c.Close()
-	if r.RaiseClusterVersion && etcdversion.For(v).DowngradeStatus {
-		if err := e.leftoverDowngrade(ctx, p, c, log); err != nil {
-			return nil, stepErr(err)
-		}
-	}
-	vers, err := e.waitMinor(ctx, p, accept)
-	if err != nil {
-		return nil, stepErr(err)
-	}
-	versionsAt := time.Since(start)
-	if err := p.WaitWrite(ctx, c); err != nil {
-		return nil, stepErr(err)
-	}
-	readyAt := time.Since(start)
-	if r.AfterReady != nil {
-		if err := r.AfterReady(ctx, p, c); err != nil {
-			return nil, fmt.Errorf("step %s: etcd %s: %w", s, v, err)
-		}
-	}
-	snapIdx, err := p.SaveSnapshot(ctx, c)
-	if err != nil {
-		return nil, stepErr(err)
-	}
-	snapAt := time.Since(start)
+	barrierFrom := time.Since(start)
 	if e.Cluster != nil {
-		id, err := p.MemberID(ctx, c)
+		id, err := p.MemberID(ctx, cli)
 		if err == nil {
-			err = e.Cluster.Arrive(ctx, c, id, r.Point)
+			err = e.Cluster.Arrive(ctx, cli, id, r.Point)
 		}
 		if err != nil {
-			return nil, stepErr(err)
+			return nil, fmt.Errorf("step %s: %w", s, err)
 		}
 	}
-	barrierAt := time.Since(start)
+	stopFrom := time.Since(start)
 	fault.Point(fault.StepBeforeStop)
 	killed, err := p.Stop()
 	if err != nil {
-		return nil, stepErr(err)
+		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	fault.Point(fault.StepAfterStop)
 	if killed {
 		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
 	}
+	return append(t, "barrier_ms", (stopFrom - barrierFrom).Milliseconds(), "stop_ms", (time.Since(start) - stopFrom).Milliseconds()), nil
+}
+
+// runUntilSnapshot waits for the started etcd to answer, for the cluster version
+// (3.6+: and storage version) at an accepted minor and for a committed write; runs
+// AfterReady; and has a snapshot saved past all of it. It returns the timings and
+// the client it made (the caller closes it).
+func (e *Env) runUntilSnapshot(ctx context.Context, p *etcdproc.Process, v *version.Version, r EtcdRun, log *slog.Logger, start time.Time) ([]any, *clientv3.Client, error) {
+	accept := r.Accept
+	if len(accept) == 0 {
+		accept = []string{versionfile.MinorString(v)}
+	}
+	// Connect once etcd answers: a gRPC dial to a port nobody listens on yet backs
+	// off for a second.
+	if _, err := p.WaitMinor(ctx); err != nil {
+		return nil, nil, err
+	}
+	fault.Point(fault.StepAfterStart)
+	cli, err := p.Client()
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: %w", err)
+	}
+	if r.RaiseClusterVersion && etcdversion.For(v).DowngradeStatus {
+		if err := e.leftoverDowngrade(ctx, p, cli, log); err != nil {
+			return nil, cli, err
+		}
+	}
+	vers, err := e.waitMinor(ctx, p, accept)
+	if err != nil {
+		return nil, cli, err
+	}
+	versionsAt := time.Since(start)
+	if err := p.WaitWrite(ctx, cli); err != nil {
+		return nil, cli, err
+	}
+	readyAt := time.Since(start)
+	if r.AfterReady != nil {
+		if err := r.AfterReady(ctx, p, cli); err != nil {
+			return nil, cli, fmt.Errorf("etcd %s: %w", v, err)
+		}
+	}
+	snapIdx, err := p.SaveSnapshot(ctx, cli)
+	if err != nil {
+		return nil, cli, err
+	}
 	return []any{"etcd", v.String(), "cluster_version", vers.Cluster, "storage_version", vers.Storage,
 		"snapshot_index", snapIdx, "versions_ms", versionsAt.Milliseconds(), "ready_ms", readyAt.Milliseconds(),
-		"snapshot_ms", snapAt.Milliseconds(), "barrier_ms", (barrierAt - snapAt).Milliseconds(), "stop_ms", (time.Since(start) - barrierAt).Milliseconds()}, nil
+		"snapshot_ms", time.Since(start).Milliseconds()}, cli, nil
 }
 
 // leftoverDowngrade deals with a downgrade job that would hold the cluster version
