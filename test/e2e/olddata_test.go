@@ -65,6 +65,8 @@ func TestOldEtcd2Converts(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("etcd %s wrote %d v2 nodes in %v; files: %s", v, len(v2), time.Since(start).Round(time.Millisecond), memberFiles(t, dataDir))
+			checkOldV2Extras(t, v, v2)
+			inheritDirExpiry(v2)
 
 			// Without version.txt the data does not say which release wrote it:
 			// refused, and the data dir is not touched.
@@ -113,6 +115,64 @@ func TestOldEtcd2Converts(t *testing.T) {
 			}
 			t.Logf("etcd %s/etcd2 -> 3.7.3/etcd3: %d keys, %d leased, %d expired, identical (%s)", v, keys, leased, expired, logLine(r.stderr, `msg="v2 store converted"`))
 		})
+	}
+}
+
+// checkOldV2Extras checks the old release's own dump for the writes of the
+// fixture's extras (in the snapshots: a; in the WAL tail: b), so that the
+// comparison after the conversion covers them.
+func checkOldV2Extras(t *testing.T, v string, v2 map[string]etcdtest.V2Node) {
+	t.Helper()
+	for _, tag := range []string{"a", "b"} {
+		inOrder := 0
+		for k, n := range v2 {
+			if strings.HasPrefix(k, "/registry/queue-"+tag+"/") && !n.Dir && strings.HasPrefix(n.Value, "in-order "+tag) {
+				inOrder++
+			}
+		}
+		if inOrder != 3 {
+			t.Errorf("%d in-order keys under /registry/queue-%s, want 3", inOrder, tag)
+		}
+		if n, ok := v2["/registry/ttl-dir-"+tag]; !ok || !n.Dir || n.Expiration.IsZero() {
+			t.Errorf("TTL dir %s: %+v", tag, n)
+		}
+		if n := v2["/registry/ttl-dir-"+tag+"/child"]; n.Value != "in a TTL dir" || !n.Expiration.IsZero() {
+			t.Errorf("key in the TTL dir %s: %+v", tag, n)
+		}
+		if n := v2["/registry/cas-index-"+tag]; n.Value != "two" {
+			t.Errorf("compare-and-swap on the index %s: %+v", tag, n)
+		}
+		for _, gone := range []string{"/registry/cad-" + tag, "/registry/short-lived-" + tag} {
+			if n, ok := v2[gone]; ok {
+				t.Errorf("%s is still there: %+v", gone, n)
+			}
+		}
+		if !strings.HasPrefix(v, "2.2.") {
+			if n := v2["/registry/refreshed-"+tag]; n.Value != "kept" || n.TTL < 3000 {
+				t.Errorf("refreshed key %s: %+v, want value kept and TTL about 4000", tag, n)
+			}
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// inheritDirExpiry gives every key of the dump the expiration of its nearest-
+// expiring ancestor dir when that comes first: the key goes with the dir in v2, and
+// must in v3 too.
+func inheritDirExpiry(v2 map[string]etcdtest.V2Node) {
+	for k, n := range v2 {
+		if n.Dir {
+			continue
+		}
+		for p := k; strings.LastIndex(p, "/") > 0; {
+			p = p[:strings.LastIndex(p, "/")]
+			if d, ok := v2[p]; ok && !d.Expiration.IsZero() && (n.Expiration.IsZero() || d.Expiration.Before(n.Expiration)) {
+				n.Expiration = d.Expiration
+			}
+		}
+		v2[k] = n
 	}
 }
 
