@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -374,4 +375,69 @@ func logLine(log, s string) string {
 		}
 	}
 	return ""
+}
+
+// TestOldEtcd2MixedV3Refused: a 3.x release serves v2 and v3 side by side; data
+// whose v2 store is recorded as the storage (version.txt <v>/etcd2) but whose v3
+// backend holds keys too has no conversion that keeps both. Refused, untouched.
+func TestOldEtcd2MixedV3Refused(t *testing.T) {
+	for _, v := range oldEtcd3Versions {
+		t.Run(v, func(t *testing.T) {
+			binDir := oldBinDir(t, v)
+			dataDir := filepath.Join(t.TempDir(), "data")
+			s, err := fixture.StartOld(binDir, v, dataDir, fixture.PortPair(t), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Stop() })
+			if err := httpPutForm(s.URL+"/v2/keys/registry/pods/ns/a", "value=v2"); err != nil {
+				t.Fatal(err)
+			}
+			c, err := clientv3.New(clientv3.Config{Endpoints: []string{s.URL}, DialTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err = c.Put(ctx, "/v3only/x", "y")
+			cancel()
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeFile(filepath.Join(dataDir, "version.txt"), v+"/etcd2\n"); err != nil {
+				t.Fatal(err)
+			}
+			sum := etcdtest.Checksum(t, dataDir)
+			r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
+			want := "version.txt says " + v + "/etcd2 but the data is etcd3 data (cluster version " + minor(v) + ".0): its v3 backend holds 1 key revisions, so the data is etcd3"
+			if r.code != 2 || !strings.Contains(errorLine(t, r), want) {
+				t.Fatalf("exit %d, want 2 with %q:\n%s", r.code, want, r.stderr)
+			}
+			if etcdtest.Checksum(t, dataDir) != sum {
+				t.Fatal("the refused run changed the data dir")
+			}
+			t.Logf("exit %d: %s", r.code, errorLine(t, r))
+		})
+	}
+}
+
+// httpPutForm PUTs a form body to url and wants 200 or 201.
+func httpPutForm(url, form string) error {
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(form))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("PUT %s: %s", url, resp.Status)
+	}
+	return nil
 }
