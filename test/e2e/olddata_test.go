@@ -55,68 +55,79 @@ func oldBinDir(t *testing.T, v string) string {
 // the stop and the served 3.7.3's v3 dump after the walk.
 func TestOldEtcd2Converts(t *testing.T) {
 	for _, v := range oldEtcd2Versions {
-		t.Run(v, func(t *testing.T) {
-			binDir := oldBinDir(t, v)
-			dataDir := filepath.Join(t.TempDir(), "data")
-			var v2 map[string]etcdtest.V2Node
-			start := time.Now()
-			err := fixture.GenerateEtcd2Old(binDir, v, fixture.Etcd2Options{Keys: 200, SnapshotCount: 50, Writers: 4}, dataDir, fixture.PortPair(t),
-				func(url string) error { v2 = etcdtest.DumpV2(t, url); return nil })
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("etcd %s wrote %d v2 nodes in %v; files: %s", v, len(v2), time.Since(start).Round(time.Millisecond), memberFiles(t, dataDir))
-			checkOldV2Extras(t, v, v2)
-			inheritDirExpiry(v2)
-
-			// Without version.txt the data does not say which release wrote it:
-			// refused, and the data dir is not touched.
-			bare := etcdtest.CopyDir(t, dataDir)
-			if err := os.Remove(filepath.Join(bare, "version.txt")); err != nil {
-				t.Fatal(err)
-			}
-			sum := etcdtest.Checksum(t, bare)
-			r := runMigrate(t, binDir, bare, nil, "--target-version=3.7.3", "--exec=false")
-			want := "has no version.txt: detected etcd2 data (WAL and v2 snapshots, no v3 backend)"
-			if !strings.HasPrefix(v, "2.") {
-				// 3.x creates the v3 backend even when only v2 is used.
-				want = "has no version.txt: detected etcd3 data (cluster version " + minor(v) + ".0) without a single v3 key, which may be etcd2 data served by etcd 3.x"
-			}
-			if r.code != 2 || !strings.Contains(errorLine(t, r), want) {
-				t.Fatalf("no version.txt: exit %d, want 2 with %q:\n%s", r.code, want, r.stderr)
-			}
-			if etcdtest.Checksum(t, bare) != sum {
-				t.Fatal("the refused run changed the data dir")
-			}
-			t.Logf("no version.txt: exit %d: %s", r.code, errorLine(t, r))
-
-			st := runMigrate(t, binDir, dataDir, nil, "status")
-			if st.code != 0 || !strings.Contains(st.stdout, "version.txt: "+v+"/etcd2") {
-				t.Fatalf("status: exit %d\n%s%s", st.code, st.stdout, st.stderr)
-			}
-			t.Logf("status:\n%s", st.stdout)
-
-			r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
-			if r.code != 0 {
-				t.Fatalf("exit %d\n%s", r.code, r.stderr)
-			}
-			convertedAt := conversionTime(t, r.stderr, time.Now())
-			for _, want := range []string{"kind=v2-to-v3 from=" + v + "/etcd2 version_txt=3.4.13/etcd3", "version_txt=3.7.3/etcd3"} {
-				if !strings.Contains(r.stderr, want) {
-					t.Fatalf("log lacks %q:\n%s", want, r.stderr)
-				}
-			}
-			if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
-				t.Fatalf("version.txt = %q", got)
-			}
-			s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
-			keys, leased, expired := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
-			if keys < 200 || leased < 30 {
-				t.Fatalf("only %d keys (%d leased) compared", keys, leased)
-			}
-			t.Logf("etcd %s/etcd2 -> 3.7.3/etcd3: %d keys, %d leased, %d expired, identical (%s)", v, keys, leased, expired, logLine(r.stderr, `msg="v2 store converted"`))
-		})
+		t.Run(v, func(t *testing.T) { oldEtcd2Converts(t, v, fixture.GenerateEtcd2Old) })
 	}
+}
+
+// TestOldEtcd2KilledConverts is TestOldEtcd2Converts on the data dir each old
+// release leaves when it is killed (SIGKILL) right after its last acknowledged
+// write: every acknowledged write must be converted.
+func TestOldEtcd2KilledConverts(t *testing.T) {
+	for _, v := range oldEtcd2Versions {
+		t.Run(v, func(t *testing.T) { oldEtcd2Converts(t, v, fixture.GenerateEtcd2OldKilled) })
+	}
+}
+
+func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, opts fixture.Etcd2Options, dataDir string, port int, inspect func(string) error) error) {
+	binDir := oldBinDir(t, v)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	var v2 map[string]etcdtest.V2Node
+	start := time.Now()
+	err := generate(binDir, v, fixture.Etcd2Options{Keys: 200, SnapshotCount: 50, Writers: 4}, dataDir, fixture.PortPair(t),
+		func(url string) error { v2 = etcdtest.DumpV2(t, url); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("etcd %s wrote %d v2 nodes in %v; files: %s", v, len(v2), time.Since(start).Round(time.Millisecond), memberFiles(t, dataDir))
+	checkOldV2Extras(t, v, v2)
+	inheritDirExpiry(v2)
+
+	// Without version.txt the data does not say which release wrote it:
+	// refused, and the data dir is not touched.
+	bare := etcdtest.CopyDir(t, dataDir)
+	if err := os.Remove(filepath.Join(bare, "version.txt")); err != nil {
+		t.Fatal(err)
+	}
+	sum := etcdtest.Checksum(t, bare)
+	r := runMigrate(t, binDir, bare, nil, "--target-version=3.7.3", "--exec=false")
+	want := "has no version.txt: detected etcd2 data (WAL and v2 snapshots, no v3 backend)"
+	if !strings.HasPrefix(v, "2.") {
+		// 3.x creates the v3 backend even when only v2 is used.
+		want = "has no version.txt: detected etcd3 data (cluster version " + minor(v) + ".0) without a single v3 key, which may be etcd2 data served by etcd 3.x"
+	}
+	if r.code != 2 || !strings.Contains(errorLine(t, r), want) {
+		t.Fatalf("no version.txt: exit %d, want 2 with %q:\n%s", r.code, want, r.stderr)
+	}
+	if etcdtest.Checksum(t, bare) != sum {
+		t.Fatal("the refused run changed the data dir")
+	}
+	t.Logf("no version.txt: exit %d: %s", r.code, errorLine(t, r))
+
+	st := runMigrate(t, binDir, dataDir, nil, "status")
+	if st.code != 0 || !strings.Contains(st.stdout, "version.txt: "+v+"/etcd2") {
+		t.Fatalf("status: exit %d\n%s%s", st.code, st.stdout, st.stderr)
+	}
+	t.Logf("status:\n%s", st.stdout)
+
+	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	convertedAt := conversionTime(t, r.stderr, time.Now())
+	for _, want := range []string{"kind=v2-to-v3 from=" + v + "/etcd2 version_txt=3.4.13/etcd3", "version_txt=3.7.3/etcd3"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Fatalf("log lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
+	keys, leased, expired := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
+	if keys < 200 || leased < 30 {
+		t.Fatalf("only %d keys (%d leased) compared", keys, leased)
+	}
+	t.Logf("etcd %s/etcd2 -> 3.7.3/etcd3: %d keys, %d leased, %d expired, identical (%s)", v, keys, leased, expired, logLine(r.stderr, `msg="v2 store converted"`))
 }
 
 // checkOldV2Extras checks the old release's own dump for the writes of the
