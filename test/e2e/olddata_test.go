@@ -214,7 +214,8 @@ func TestOldEtcd3Data(t *testing.T) {
 				t.Fatal(err)
 			}
 			minorData, known := st.MinorFromData()
-			t.Logf("datadir.Detect: %+v; MinorFromData=%q,%v; String=%q", st, minorData, known, st.String())
+			t.Logf("datadir.Detect: Storage=%s StorageVersion=%q ClusterVersion=%q HasTerm=%v KeyRevisions=%d WALClusterVersion=%q; MinorFromData=%q,%v; String=%q",
+				st.Storage, st.StorageVersion, st.ClusterVersion, st.HasTerm, st.KeyRevisions, st.WALClusterVersion, minorData, known, st.String())
 			t.Logf("backend buckets: %s", backendBuckets(t, dataDir))
 			if st.Storage != "etcd3" || st.KeyRevisions == 0 {
 				t.Fatalf("detected %+v, want etcd3 with key revisions", st)
