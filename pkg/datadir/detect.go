@@ -24,8 +24,9 @@ type State struct {
 	Storage versionfile.Storage
 	// StorageVersion is the meta bucket's storageVersion (written by etcd 3.6+).
 	StorageVersion string
-	// ClusterVersion is the cluster bucket's clusterVersion (written by etcd 3.4+
-	// once it has decided the cluster version: 3.4.13 writes "3.4.0").
+	// ClusterVersion is the cluster bucket's clusterVersion, written by every etcd
+	// 3.x once it has decided the cluster version ("3.0.0" by 3.0.17 ... "3.4.0" by
+	// 3.4.13; checked on data written by real 3.0.17, 3.1.20, 3.2.32 and 3.3.27).
 	ClusterVersion string
 	// HasTerm: the meta bucket holds the raft term (written by every etcd 3.5+ apply).
 	HasTerm bool
@@ -39,9 +40,9 @@ type State struct {
 }
 
 // MinorFromData is the major.minor the backend shows it was last written by, and
-// whether the data tells it: storage version (3.6+), else cluster version (3.4+),
-// else the term (3.5+), else nothing certain (etcd 3.3 and older, or a 3.4 that
-// never decided its cluster version).
+// whether the data tells it: storage version (3.6+), else cluster version (every
+// 3.x), else the term (3.5+), else nothing certain (an etcd that never decided its
+// cluster version).
 func (s State) MinorFromData() (string, bool) {
 	for _, v := range []string{s.WALClusterVersion, s.StorageVersion, s.ClusterVersion} {
 		if v == "" {

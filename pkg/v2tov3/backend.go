@@ -266,7 +266,10 @@ func getKeys(st v2store.Store) (*v2store.Event, error) {
 }
 
 // walkKeys calls leaf for every key below n, depth first, and returns the number of
-// directories below the keyspace root.
+// directories below the keyspace root. A key below a directory with a TTL is
+// passed with the directory's expiration when that comes first: v2 deletes the
+// directory with everything in it when it expires (and so would its expiry
+// sweep), so the key must not outlive it in v3.
 func walkKeys(n *v2store.NodeExtern, leaf func(*v2store.NodeExtern)) int {
 	if !n.Dir {
 		leaf(n)
@@ -277,6 +280,9 @@ func walkKeys(n *v2store.NodeExtern, leaf func(*v2store.NodeExtern)) int {
 		dirs++
 	}
 	for _, c := range n.Nodes {
+		if n.Expiration != nil && (c.Expiration == nil || c.Expiration.After(*n.Expiration)) {
+			c.Expiration = n.Expiration
+		}
 		dirs += walkKeys(c, leaf)
 	}
 	return dirs

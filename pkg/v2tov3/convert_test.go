@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +55,54 @@ func TestWriteBackendLeases(t *testing.T) {
 	}
 	if got.keys != res.Keys || got.digest != res.Digest {
 		t.Fatalf("read back %d keys digest %s, wrote %d keys digest %s", got.keys, got.digest, res.Keys, res.Digest)
+	}
+}
+
+// TestWriteBackendTTLDir: keys below a v2 directory with a TTL (etcd 2.x and 3.x
+// take `PUT ?dir=true&ttl=N`) expire with it: a key without a TTL of its own, or
+// with a later one, gets the directory's remaining TTL, nested dirs included; a
+// key with an earlier TTL keeps its own; below an expired directory nothing is
+// converted.
+func TestWriteBackendTTLDir(t *testing.T) {
+	st := v2store.New(clusterPrefix, keysPrefix)
+	now := time.Now()
+	set := func(key string, dir bool, in time.Duration) {
+		t.Helper()
+		opts := v2store.TTLOptionSet{}
+		if in != 0 {
+			opts.ExpireTime = now.Add(in)
+		}
+		if _, err := st.Set(keysPrefix+key, dir, "v", opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("/registry/ttl-dir", true, 2*time.Hour)
+	set("/registry/ttl-dir/plain", false, 0)
+	set("/registry/ttl-dir/later", false, 3*time.Hour)
+	set("/registry/ttl-dir/earlier", false, time.Hour)
+	set("/registry/ttl-dir/sub/deep", false, 0)
+	set("/registry/gone-dir", true, -time.Second)
+	set("/registry/gone-dir/plain", false, 0)
+	set("/registry/plain", false, 0)
+	res := &Result{}
+	loaded := &LoadResult{Store: st}
+	items, err := listKeys(loaded, Options{Now: func() time.Time { return now }}, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, it := range items {
+		got[strings.TrimPrefix(it.key, keysPrefix)] = it.ttl
+	}
+	want := map[string]int64{
+		"/registry/ttl-dir/plain": 7200, "/registry/ttl-dir/later": 7200, "/registry/ttl-dir/earlier": 3600,
+		"/registry/ttl-dir/sub/deep": 7200, "/registry/plain": 0,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("keys and TTLs %v, want %v", got, want)
+	}
+	if res.Expired != 1 || res.TTLKeys != 4 {
+		t.Fatalf("result %+v: want 1 expired, 4 TTL keys", res)
 	}
 }
 
