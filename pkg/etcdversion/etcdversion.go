@@ -42,6 +42,10 @@ type Caps struct {
 	// RaftAppliedIndex: the status response reports the applied index (3.4+);
 	// older servers report the raft index only.
 	RaftAppliedIndex bool
+	// MembershipInBackend: the backend's members bucket is the membership the
+	// server goes by (3.6+); older servers go by the v2 store's, and their
+	// backend may keep a member a snapshot restore replaced.
+	MembershipInBackend bool
 }
 
 // table holds one row per bundled minor, from etcd's release notes and measured
@@ -50,9 +54,9 @@ var table = map[string]Caps{
 	"3.4": {V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, ZapLoggerFlag: true, RaftAppliedIndex: true},
 	"3.5": {V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--experimental-downgrade-check-time"},
-	"3.6": {StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
+	"3.6": {MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--downgrade-check-time"},
-	"3.7": {StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
+	"3.7": {MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--downgrade-check-time"},
 }
 

@@ -3,7 +3,6 @@ package migrate
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -27,30 +27,35 @@ func (c *Config) readCluster(st Status) error {
 	if st.Detected.Empty {
 		return nil
 	}
-	if _, err := os.Stat(datadir.BackendPath(c.DataDir)); errors.Is(err, os.ErrNotExist) && st.Detected.Storage == versionfile.StorageEtcd2 {
-		// etcd2 data without a v3 backend: the v2 store records the members.
-		content, err := v2tov3.ReadV2Content(zap.NewNop(), c.DataDir, c.WALDir, c.DataPrefix)
-		if err != nil {
-			return err
-		}
-		c.MultiMember = c.MultiMember || content.Members > 1
-		return nil
-	}
-	o, err := datadir.ReadOffline(c.DataDir)
+	members, err := Members(c.DataDir, c.WALDir, st.Detected)
 	if err != nil {
 		return err
 	}
-	c.members = o.Members
-	c.MultiMember = c.MultiMember || len(o.Members) > 1
-	if !c.MultiMember || !c.InitialClusterGiven || len(o.Members) == 0 {
+	c.members = members
+	c.MultiMember = c.MultiMember || len(members) > 1
+	if !c.MultiMember || !c.InitialClusterGiven || len(members) == 0 {
 		return nil
 	}
-	recorded := recordedEntries(o.Members)
+	recorded := recordedEntries(members)
 	if !slices.Equal(named, recorded) {
 		return fmt.Errorf("INITIAL_CLUSTER (or --initial-cluster) names %s but the data dir %s records the members %s: list the cluster's members as the data records them (etcdctl member list), or leave INITIAL_CLUSTER unset",
 			strings.Join(named, ","), c.DataDir, strings.Join(recorded, ","))
 	}
 	return nil
+}
+
+// Members are the cluster members the data in dataDir (WAL in walDir, "" for the
+// data dir's own) records, as the etcd that wrote it goes by them: the backend's
+// members bucket from 3.6 on, the v2 store's before (and for etcd2 data).
+func Members(dataDir, walDir string, st datadir.State) ([]v3backend.Member, error) {
+	if st.Storage == versionfile.StorageEtcd3 {
+		if minor, ok := st.MinorFromData(); ok && etcdversion.Of(minor+".0").MembershipInBackend {
+			o, err := datadir.ReadOffline(dataDir)
+			return o.Members, err
+		}
+	}
+	content, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, walDir, "/")
+	return content.Members, err
 }
 
 // initialClusterEntries are the sorted name=URL entries of an initial cluster.

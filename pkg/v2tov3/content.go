@@ -1,17 +1,21 @@
 package v2tov3
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
 
 // V2Content is what the v2 store of an etcd3 data dir holds besides etcd's own
@@ -33,8 +37,10 @@ type V2Content struct {
 	// Auth: the store holds v2 auth users or roles (/2), which the v2 keys API
 	// cannot delete.
 	Auth bool
-	// Members counts the cluster members the store records (/0/members).
-	Members int
+	// Members are the cluster members the store records (/0/members): the
+	// membership etcd 3.5 and older go by (their backend's members bucket may
+	// keep a member a snapshot restore replaced).
+	Members []v3backend.Member
 }
 
 // ReadV2Content rebuilds the v2 store of the etcd3 data dir dataDir offline (the
@@ -56,14 +62,13 @@ func ReadV2Content(lg *zap.Logger, dataDir, walDir, prefix string) (V2Content, e
 		return V2Content{}, fmt.Errorf("v2 store of %s: %w", dataDir, err)
 	}
 	defer loaded.Close()
-	return v2Content(loaded.Store, prefix)
+	c, err := v2Content(loaded.Store, prefix)
+	c.Members = storeMembers(loaded)
+	return c, err
 }
 
 func v2Content(st v2store.Store, prefix string) (V2Content, error) {
 	var c V2Content
-	if ev, err := st.Get("/0/members", false, false); err == nil && ev.Node != nil {
-		c.Members = len(ev.Node.Nodes)
-	}
 	metaOnly, err := membership.IsMetaStoreOnly(st)
 	if err != nil {
 		return c, fmt.Errorf("v2 store: %w", err)
@@ -118,3 +123,56 @@ func (c V2Content) Check(prefix string, drop bool) error {
 	}
 	return nil
 }
+
+// storeMembers reads the members of a v2 store with etcd's own attribute types:
+// /0/members/<id>/raftAttributes (peer URLs) and attributes (name).
+func storeMembers(loaded *LoadResult) []v3backend.Member {
+	ev, err := loaded.Store.Get(storeMembersPrefix, true, true)
+	if err != nil || ev.Node == nil {
+		return nil
+	}
+	// The snapshot's values wait in the spool, read in modifiedIndex order.
+	var attrs []*v2store.NodeExtern
+	for _, n := range ev.Node.Nodes {
+		attrs = append(attrs, n.Nodes...)
+	}
+	sort.Slice(attrs, func(i, j int) bool { return attrs[i].ModifiedIndex < attrs[j].ModifiedIndex })
+	var out []v3backend.Member
+	for _, n := range ev.Node.Nodes {
+		if id, err := types.IDFromString(path.Base(n.Key)); err == nil {
+			out = append(out, v3backend.Member{ID: id})
+		}
+	}
+	byID := map[types.ID]*v3backend.Member{}
+	for i := range out {
+		byID[out[i].ID] = &out[i]
+	}
+	for _, a := range attrs {
+		id, err := types.IDFromString(path.Base(path.Dir(a.Key)))
+		m := byID[id]
+		if err != nil || m == nil {
+			continue
+		}
+		v, err := loaded.value(a.ModifiedIndex, a.Value, nil)
+		if err != nil {
+			continue
+		}
+		switch path.Base(a.Key) {
+		case "raftAttributes":
+			var ra membership.RaftAttributes
+			if json.Unmarshal(v, &ra) == nil {
+				m.PeerURLs, m.Learner = ra.PeerURLs, ra.IsLearner
+			}
+		case "attributes":
+			var at membership.Attributes
+			if json.Unmarshal(v, &at) == nil {
+				m.Name = at.Name
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// storeMembersPrefix is where a v2 store keeps the members (etcd's StoreMembersPrefix).
+const storeMembersPrefix = "/0/members"

@@ -6,6 +6,7 @@
 package v2tov3
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/pkg/v3/pbutil"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v2store"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -195,8 +198,16 @@ func readWAL(lg *zap.Logger, walDir string, at walpb.Snapshot) ([]raftpb.Entry, 
 // counts, committed or not: a lone member commits its whole log when it restarts
 // (etcdctl migrate replayed the same way).
 func replay(res *LoadResult, ents []raftpb.Entry, walDir string) error {
+	cl := membership.NewCluster(zap.NewNop())
+	cl.SetStore(res.Store)
 	for _, e := range ents {
 		res.AppliedIndex = e.Index
+		if e.Type == raftpb.EntryConfChange {
+			if err := applyConfChange(cl, res.Store, e); err != nil {
+				return err
+			}
+			continue
+		}
 		r, err := v2Request(e, walDir)
 		if err != nil {
 			return err
@@ -204,6 +215,63 @@ func replay(res *LoadResult, ents []raftpb.Entry, walDir string) error {
 		if r != nil {
 			applyV2(res.Store, r)
 		}
+	}
+	return nil
+}
+
+// applyConfChange applies a membership change to the store as etcd does (its
+// membership.RaftCluster writes the member's raftAttributes under /0/members, or
+// moves it to /0/removed_members): every such write takes a store index, so
+// without them the keys written after would get indexes one lower per change than
+// etcd gave them. Changes etcd refused (a member added twice, or removed when
+// absent) are skipped as etcd skipped them.
+func applyConfChange(cl *membership.RaftCluster, st v2store.Store, e raftpb.Entry) error {
+	var cc raftpb.ConfChange
+	if err := cc.Unmarshal(e.Data); err != nil {
+		return fmt.Errorf("WAL entry %d: conf change: %w", e.Index, err)
+	}
+	id := types.ID(cc.NodeID)
+	_, err := st.Get(membership.MemberStoreKey(id), false, false)
+	exists := err == nil
+	switch cc.Type {
+	case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+		var m membership.Member
+		if err := json.Unmarshal(cc.Context, &m); err != nil {
+			return fmt.Errorf("WAL entry %d: member of a conf change: %w", e.Index, err)
+		}
+		if !exists {
+			cl.AddMember(&m, membership.ApplyV2storeOnly)
+		} else if cc.Type == raftpb.ConfChangeAddNode {
+			// A learner promoted: etcd rewrites its raftAttributes.
+			m.IsLearner = false
+			return updateRaftAttributes(st, m)
+		}
+	case raftpb.ConfChangeRemoveNode:
+		if exists {
+			cl.RemoveMember(id, membership.ApplyV2storeOnly)
+		}
+	case raftpb.ConfChangeUpdateNode:
+		var m membership.Member
+		if err := json.Unmarshal(cc.Context, &m); err != nil {
+			return fmt.Errorf("WAL entry %d: member of a conf change: %w", e.Index, err)
+		}
+		if exists {
+			return updateRaftAttributes(st, m)
+		}
+	}
+	return nil
+}
+
+// updateRaftAttributes rewrites a member's raftAttributes in the store, as etcd's
+// membership package does for a peer URL update or a promotion.
+func updateRaftAttributes(st v2store.Store, m membership.Member) error {
+	b, err := json.Marshal(m.RaftAttributes)
+	if err != nil {
+		return err
+	}
+	_, err = st.Update(path.Join(membership.MemberStoreKey(m.ID), "raftAttributes"), string(b), v2store.TTLOptionSet{ExpireTime: v2store.Permanent})
+	if err != nil {
+		return fmt.Errorf("update member %s in the v2 store: %w", m.ID, err)
 	}
 	return nil
 }

@@ -472,7 +472,11 @@ not a directory, or its version.txt is malformed or contradicted by the data.`,
 			if st.Detected.Storage == versionfile.StorageEtcd3 {
 				if o, oerr := datadir.ReadOffline(dataDir); oerr == nil {
 					fmt.Fprintf(w, "auth:        %s\n", o.Auth)
-					fmt.Fprintf(w, "members:     %s\n", membersText(o.Members))
+				}
+			}
+			if !st.Detected.Empty && st.Detected.Storage != "" {
+				if ms, merr := migrate.Members(dataDir, "", st.Detected); merr == nil {
+					fmt.Fprintf(w, "members:     %s\n", membersText(ms))
 				}
 			}
 			printBackup(w, dataDir)
