@@ -33,7 +33,10 @@ type Digest struct {
 	leased    map[string]leasedKey
 	leases    map[int64]int64 // lease ID -> granted TTL
 	// Auth is the auth state (users, roles, permissions, on or off, revision).
-	Auth     v3backend.Auth
+	Auth v3backend.Auth
+	// Revision is the newest key revision: equal before and after a step that
+	// wrote no key.
+	Revision int64
 	Duration time.Duration
 }
 
@@ -80,6 +83,7 @@ func Of(dataDir string) (*Digest, error) {
 	d := &Digest{leased: map[string]leasedKey{}, leases: map[int64]int64{}}
 	err = db.View(func(tx *bolt.Tx) error {
 		d.Auth = v3backend.ReadAuth(tx)
+		d.Revision = v3backend.LastRevision(tx)
 		// The granted TTL: the remaining one moves with every checkpoint.
 		err := v3backend.ForEachLease(tx, func(l *leasepb.Lease) error { d.leases[l.ID] = l.TTL; return nil })
 		if err != nil {

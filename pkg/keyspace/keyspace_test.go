@@ -120,6 +120,9 @@ func TestCompare(t *testing.T) {
 func TestBarrierLeasesInvisible(t *testing.T) {
 	revs := []rev{{key: "/registry/a", value: "1"}, {key: "/registry/b", value: "2", lease: 7}}
 	before := digest(t, revs, map[int64]int64{7: 60})
+	if before.Revision != 2 {
+		t.Errorf("Revision = %d, want the newest key revision 2", before.Revision)
+	}
 	barrier := int64(0x6d6704cb21f79ae3) // a barrier lease ID: "mg", rank, member bits
 	after := digest(t, revs, map[int64]int64{7: 60, barrier: 60, barrier + 1: 60})
 	if _, err := Compare(before, after); err != nil {

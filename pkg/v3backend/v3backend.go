@@ -62,6 +62,20 @@ func KeyRevisions(tx *bolt.Tx) int {
 	return 0
 }
 
+// LastRevision is the main revision of the newest key revision the backend holds
+// (0 when it holds none): it moves with every write to the keyspace.
+func LastRevision(tx *bolt.Tx) int64 {
+	kb := tx.Bucket(schema.Key.Name())
+	if kb == nil {
+		return 0
+	}
+	k, _ := kb.Cursor().Last()
+	if len(k) < 17 {
+		return 0
+	}
+	return mvcc.BytesToRev(k[:17]).Main
+}
+
 // ForEachRevision calls fn for every key revision in revision order; tombstone
 // marks a deletion. kv and its Key and Value are reused for the next revision: fn
 // must copy what it keeps (decoding into one record instead of a new one per
