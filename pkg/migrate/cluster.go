@@ -33,6 +33,7 @@ func (c *Config) readCluster(st Status) error {
 	}
 	c.members = members
 	c.MultiMember = c.MultiMember || len(members) > 1
+	c.self = selfName(members, c.Name, c.InitialAdvertisePeerURLs)
 	if !c.MultiMember || !c.InitialClusterGiven || len(members) == 0 {
 		return nil
 	}
@@ -56,6 +57,24 @@ func Members(dataDir, walDir string, st datadir.State) ([]v3backend.Member, erro
 	}
 	content, err := v2tov3.ReadV2Content(zap.NewNop(), dataDir, walDir, "/")
 	return content.Members, err
+}
+
+// selfName is this member's name as the data records it: the one named like the
+// member's --name, else the one with its advertised peer URL.
+func selfName(ms []v3backend.Member, name, advertised string) string {
+	for _, m := range ms {
+		if m.Name == name {
+			return name
+		}
+	}
+	for _, m := range ms {
+		for _, u := range m.PeerURLs {
+			if slices.Contains(strings.Split(advertised, ","), u) {
+				return m.Name
+			}
+		}
+	}
+	return name
 }
 
 // initialClusterEntries are the sorted name=URL entries of an initial cluster.

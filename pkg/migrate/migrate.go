@@ -62,8 +62,10 @@ type Config struct {
 	// InitialClusterGiven: INITIAL_CLUSTER (or --initial-cluster after --) was set,
 	// not defaulted; it must then agree with the members the data records.
 	InitialClusterGiven bool
-	// members are the members the data records (etcd3 data).
+	// members are the members the data records; self is this member's name
+	// among them.
 	members []v3backend.Member
+	self    string
 
 	// DataPrefix is the Kubernetes key prefix (ETCD_DATA_PREFIX).
 	DataPrefix string
@@ -492,7 +494,7 @@ func (c *Config) stepEnv() (*steprun.Env, error) {
 		if err != nil {
 			return nil, err
 		}
-		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.Name, PeerTLS: peerTLS, Target: c.Target.Version.String(),
+		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.self, PeerTLS: peerTLS, Target: c.Target.Version.String(),
 			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: c.linger(), Logger: c.Logger}
 	}
 	return env, nil

@@ -396,6 +396,10 @@ func TestHALockstepCrash(t *testing.T) {
 	want, id := haBaseline(t, c)
 	pristine := c.Save(t)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	survived := 0
+	defer func() {
+		etcdtest.Report(t, "ha-crash", fmt.Sprintf("HA lockstep crash rounds: %d/3 converged after a member's migrator was killed; keys lost 0 in every converged round", survived))
+	}()
 	for round := 0; round < 3; round++ {
 		victim := c.Members[round%len(c.Members)]
 		killAt := time.Duration(1000+rng.Intn(29000)) * time.Millisecond
@@ -415,6 +419,7 @@ func TestHALockstepCrash(t *testing.T) {
 			waitRuns(t, runs, haWalkTimeout)
 			requireExit(t, runs, 0)
 			haConverged(t, c, want, id, "3.7.3", "3.7.0", "3.7.0")
+			survived++
 		})
 	}
 }
