@@ -117,9 +117,17 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 	defer cancel()
 	start, lastReport := time.Now(), time.Now()
 	for {
-		missing, err := cl.missing(ctx, c, p)
+		missing, own, err := cl.missing(ctx, c, p, id)
 		if err == nil && len(missing) == 0 {
 			break
+		}
+		if err == nil && p.Final && !own {
+			// Only a member that saw every member here revokes the last
+			// point's leases (revokePoint): everybody arrived.
+			cl.Logger.Info("the last barrier's leases were revoked by a member that saw every member arrive")
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			return cl.revokeEarlier(rctx, c, memberID, p)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("members %s did not reach this step within --members-timeout=%s (%s): start their migration, or rerun this member once they run", names(missing), cl.Timeout, cl.reports(missing))
@@ -187,15 +195,16 @@ func grant(ctx context.Context, c *clientv3.Client, id int64) error {
 
 // missing lists the members without a lease at p or beyond (for a soft point:
 // among those that were at its previous point).
-func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point) ([]v3backend.Member, error) {
+func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, ownID int64) (missing []v3backend.Member, own bool, err error) {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	resp, err := c.Leases(lctx)
 	cancel()
 	if err != nil {
-		return cl.Members, err
+		return cl.Members, true, err
 	}
 	best := map[uint32]int{} // member bits -> highest rank of p's direction
 	for _, l := range resp.Leases {
+		own = own || int64(l.ID) == ownID
 		lp, m, ok := decode(int64(l.ID))
 		if !ok || lp.Down != p.Down {
 			continue
@@ -204,7 +213,6 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point) ([]
 			best[m] = lp.Rank
 		}
 	}
-	var out []v3backend.Member
 	for _, m := range cl.Members {
 		r, seen := best[uint32(m.ID)]
 		if seen && r >= p.Rank {
@@ -216,9 +224,9 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point) ([]
 		if cl.finished(m) {
 			continue
 		}
-		out = append(out, m)
+		missing = append(missing, m)
 	}
-	return out, nil
+	return missing, own, nil
 }
 
 // finished reports whether m's peer URL says it serves the walk's target.

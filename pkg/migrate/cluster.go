@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -26,6 +27,11 @@ func (c *Config) readCluster(st Status) error {
 	c.MultiMember = len(named) > 1
 	if st.Detected.Empty {
 		return nil
+	}
+	if c.WALDir != "" && filepath.Clean(c.WALDir) != datadir.WALDir(c.DataDir) {
+		if wals, _ := filepath.Glob(filepath.Join(c.WALDir, "*.wal")); len(wals) == 0 {
+			return nil // not this member's WAL: checkWALDir refuses the run
+		}
 	}
 	members, err := Members(c.DataDir, c.WALDir, st.Detected)
 	if err != nil {
