@@ -32,10 +32,6 @@ type Cluster struct {
 	// PeerTLS reaches the peers' /version (the member's peer certificate); nil for
 	// plain-http peers.
 	PeerTLS *tls.Config
-	// Target is the etcd version the walk ends at. A member whose peer URL says it
-	// serves that version has finished the walk (a rerun of this member comes
-	// late): it is not waited for.
-	Target string
 	// Timeout bounds each wait for the other members.
 	Timeout time.Duration
 	// ReportEvery is how often a wait logs who is missing.
@@ -221,23 +217,9 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, own
 		if p.Soft && (p.Prev < 0 || !seen || r < p.Prev) {
 			continue // not walking with us: serving, as in a rolling restart
 		}
-		if cl.finished(m) {
-			continue
-		}
 		missing = append(missing, m)
 	}
 	return missing, own, nil
-}
-
-// finished reports whether m's peer URL says it serves the walk's target.
-func (cl *Cluster) finished(m v3backend.Member) bool {
-	if cl.Target == "" || m.Name == cl.Self {
-		return false
-	}
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: cl.PeerTLS}}
-	defer hc.CloseIdleConnections()
-	server, _ := peerVersion(hc, m.PeerURLs)
-	return server == cl.Target
 }
 
 // revokeEarlier revokes this member's barrier leases of earlier points, of either

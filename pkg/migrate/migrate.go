@@ -494,7 +494,7 @@ func (c *Config) stepEnv() (*steprun.Env, error) {
 		if err != nil {
 			return nil, err
 		}
-		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.self, PeerTLS: peerTLS, Target: c.Target.Version.String(),
+		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.self, PeerTLS: peerTLS,
 			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: c.linger(), Logger: c.Logger}
 	}
 	return env, nil
