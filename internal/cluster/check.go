@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 )
 
 // Client is a client of m alone (its own client URL): serializable reads through
@@ -53,7 +54,10 @@ func (m *Member) memberID(ctx context.Context) (uint64, error) {
 
 // Dump reads m's own copy of the keyspace and leases: a SERIALIZABLE range read
 // answered by m from its local store (etcdtest's oracle, not pkg/keyspace). The
-// lease TTLs come from TimeToLive, which etcd answers through the leader.
+// lease TTLs come from TimeToLive, which etcd answers through the leader. The
+// lockstep barrier's "walk done" leases hold no key and expire by themselves: they
+// are counted in DoneLeases, any other barrier lease in BarrierLeases; neither is
+// listed.
 func (c *Cluster) Dump(t testing.TB, m *Member) etcdtest.Dump {
 	t.Helper()
 	cl, err := m.Client()
@@ -61,7 +65,19 @@ func (c *Cluster) Dump(t testing.TB, m *Member) etcdtest.Dump {
 		t.Fatalf("%s: %v", m.Name, err)
 	}
 	defer cl.Close()
-	return etcdtest.DumpClient(t, cl, clientv3.WithSerializable())
+	d := etcdtest.DumpClient(t, cl, clientv3.WithSerializable())
+	for id, keys := range d.Leases {
+		if lockstep.IsBarrierLease(id) && len(keys) == 0 {
+			if lockstep.IsDoneLease(id) {
+				d.DoneLeases++
+			} else {
+				d.BarrierLeases++
+			}
+			delete(d.Leases, id)
+			delete(d.LeaseTTL, id)
+		}
+	}
+	return d
 }
 
 // WaitSettled waits until every member's local store is at the same revision

@@ -148,6 +148,25 @@ func (r *MigrateRun) Stop() {
 	}
 }
 
+// WaitOutput waits at most timeout for the n-th line of stderr that holds what;
+// false if the run exits or the time runs out first.
+func (r *MigrateRun) WaitOutput(what string, n int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Count(r.Stderr.String(), what) >= n {
+			return true
+		}
+		select {
+		case <-r.done:
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // ErrorLines are the "migrate: error: " lines of stderr so far.
 func (r *MigrateRun) ErrorLines() []string {
 	var lines []string

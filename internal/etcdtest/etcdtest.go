@@ -236,6 +236,9 @@ type Dump struct {
 	Leases map[int64][]string
 	// LeaseTTL maps lease ID to its granted TTL in seconds.
 	LeaseTTL map[int64]int64
+	// DoneLeases and BarrierLeases count the keyless leases of pkg/lockstep's
+	// barrier a cluster dump left out of Leases ("walk done" ones, and the rest).
+	DoneLeases, BarrierLeases int
 }
 
 // DumpAll reads every key and lease of the server.

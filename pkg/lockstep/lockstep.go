@@ -40,6 +40,10 @@ type Cluster struct {
 	// for the leader's heartbeats to tell every member that the last lease is
 	// committed, before members leave and take quorum with them.
 	Linger time.Duration
+	// DoneTTL is how long a member's "walk done" lease lives: long enough for a
+	// killed member's migrator to be restarted (the kubelet's crash-loop back-off
+	// is capped at 5 min) and rerun its step; 0 grants none.
+	DoneTTL time.Duration
 	Logger *slog.Logger
 }
 
@@ -82,22 +86,46 @@ const leaseTTL = 60
 // magic marks barrier leases ("mg") in the top 16 bits of the ID.
 const magic = 0x6d67
 
+// doneBit marks a member's "walk done" lease: granted once it passed the walk's
+// last point, at that point's rank, and left to expire (DoneTTL). A member whose
+// migrator was killed and is rerun after the others finished counts them as
+// arrived at any point of the walk through it: their barrier leases are gone.
+const doneBit = 1 << 46
+
+// rankMask: ranks stay below 4096 (Down(300, 1) is 2801).
+const rankMask = 0x3fff
+
+// IsBarrierLease tells whether a lease ID is one of the barrier's, which hold no
+// key: tools that compare leases before and after a walk leave them out.
+func IsBarrierLease(id int64) bool {
+	_, _, _, ok := decode(id)
+	return ok
+}
+
+// IsDoneLease tells whether a lease ID is a member's "walk done" lease, the only
+// barrier lease a finished walk leaves behind (until DoneTTL).
+func IsDoneLease(id int64) bool {
+	_, _, done, ok := decode(id)
+	return ok && done
+}
+
 // leaseID encodes the point and the low 32 bits of the member ID:
-// [16 magic][1 down][15 rank][32 member].
+// [16 magic][1 down][1 done][14 rank][32 member].
 func leaseID(p Point, member uint64) int64 {
-	id := int64(magic)<<48 | int64(p.Rank&0x7fff)<<32 | int64(member&0xffffffff)
+	id := int64(magic)<<48 | int64(p.Rank&rankMask)<<32 | int64(member&0xffffffff)
 	if p.Down {
 		id |= 1 << 47
 	}
 	return id
 }
 
-// decode returns the point and member bits of a barrier lease ID.
-func decode(id int64) (p Point, member uint32, ok bool) {
+// decode returns the point and member bits of a barrier lease ID, and whether it
+// is a "walk done" lease.
+func decode(id int64) (p Point, member uint32, done, ok bool) {
 	if id>>48 != magic {
-		return Point{}, 0, false
+		return Point{}, 0, false, false
 	}
-	return Point{Down: id&(1<<47) != 0, Rank: int(id>>32) & 0x7fff}, uint32(id), true
+	return Point{Down: id&(1<<47) != 0, Rank: int(id>>32) & rankMask}, uint32(id), id&doneBit != 0, true
 }
 
 // Arrive records that this member (memberID) reached p, then waits until every
@@ -106,9 +134,10 @@ func decode(id int64) (p Point, member uint32, ok bool) {
 // does not arrive within Timeout fails the wait, naming it.
 func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) error {
 	id := leaseID(p, memberID)
-	if err := grant(ctx, c, id); err != nil {
+	if err := grant(ctx, c, id, leaseTTL); err != nil {
 		return fmt.Errorf("barrier lease %x: %w", id, err)
 	}
+	cl.revokeStaleDone(ctx, c, p)
 	ctx, cancel := context.WithTimeout(ctx, cl.Timeout)
 	defer cancel()
 	start, lastReport := time.Now(), time.Now()
@@ -123,7 +152,9 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 			cl.Logger.Info("the last barrier's leases were revoked by a member that saw every member arrive")
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			return cl.revokeEarlier(rctx, c, memberID, p)
+			err := cl.revokeEarlier(rctx, c, memberID, p)
+			cl.grantDone(rctx, c, memberID, p)
+			return err
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("members %s did not reach this step within --members-timeout=%s (%s): start their migration, or rerun this member once they run", names(missing), cl.Timeout, cl.reports(missing))
@@ -143,6 +174,10 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 	if err := cl.revokeEarlier(ctx, c, memberID, p); err != nil {
 		return err
 	}
+	if p.Final {
+		// Now, while every member is still up to commit it.
+		cl.grantDone(ctx, c, memberID, p)
+	}
 	cl.Logger.Info("every member reached this step", "waited_ms", time.Since(start).Milliseconds())
 	select {
 	case <-ctx.Done():
@@ -154,35 +189,64 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 	return nil
 }
 
+// grantDone grants this member's "walk done" lease at p, the walk's last point.
+func (cl *Cluster) grantDone(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) {
+	if cl.DoneTTL <= 0 {
+		return
+	}
+	id := leaseID(p, memberID) | doneBit
+	gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := grant(gctx, c, id, int64(cl.DoneTTL/time.Second)); err != nil {
+		// A rerun of a member killed before this point then waits for this one
+		// until --members-timeout: that is all it costs.
+		cl.Logger.Warn("grant the walk-done lease", "lease", fmt.Sprintf("%x", id), "err", err)
+	}
+}
+
+// revokeStaleDone revokes the "walk done" leases of the other direction: a walk
+// the other way started, so the walk they mark is over for every member, and a
+// later walk back must not count them (an upgrade, a rollback, the upgrade again
+// within DoneTTL would reach ranks the first upgrade's leases cover).
+func (cl *Cluster) revokeStaleDone(ctx context.Context, c *clientv3.Client, p Point) {
+	cl.revokeWhere(ctx, c, func(lp Point, _ uint32, done bool) bool { return done && lp.Down != p.Down })
+}
+
 // revokePoint revokes every member's lease at the walk's last point. Every member
 // saw them during the linger, and the first to leave it still has the others' votes
 // for the revokes; the last to leave may not, which is why each revokes them all.
 func (cl *Cluster) revokePoint(ctx context.Context, c *clientv3.Client, p Point) {
+	cl.revokeWhere(ctx, c, func(lp Point, _ uint32, done bool) bool { return !done && lp.Down == p.Down && lp.Rank == p.Rank })
+}
+
+// revokeWhere revokes the barrier leases that match; the ones it misses expire by
+// themselves.
+func (cl *Cluster) revokeWhere(ctx context.Context, c *clientv3.Client, match func(p Point, member uint32, done bool) bool) {
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	resp, err := c.Leases(lctx)
 	cancel()
 	if err != nil {
-		return // they expire by themselves
+		return
 	}
 	for _, l := range resp.Leases {
-		lp, _, ok := decode(int64(l.ID))
-		if !ok || lp.Down != p.Down || lp.Rank != p.Rank {
+		lp, m, done, ok := decode(int64(l.ID))
+		if !ok || !match(lp, m, done) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := c.Revoke(rctx, l.ID)
 		cancel()
 		if err != nil && rpctypes.Error(err) != rpctypes.ErrLeaseNotFound {
-			cl.Logger.Debug("revoke a last barrier lease (it expires by itself)", "lease", fmt.Sprintf("%x", int64(l.ID)), "err", err)
+			cl.Logger.Debug("revoke a barrier lease (it expires by itself)", "lease", fmt.Sprintf("%x", int64(l.ID)), "err", err)
 		}
 	}
 }
 
 // grant grants the barrier lease; one a cut-short run of this step left is as good.
-func grant(ctx context.Context, c *clientv3.Client, id int64) error {
+func grant(ctx context.Context, c *clientv3.Client, id, ttl int64) error {
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(gctx, &pb.LeaseGrantRequest{ID: id, TTL: leaseTTL})
+	_, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseGrant(gctx, &pb.LeaseGrantRequest{ID: id, TTL: ttl})
 	if err = rpctypes.Error(err); err != nil && err != rpctypes.ErrLeaseExist {
 		return err
 	}
@@ -201,7 +265,7 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, own
 	best := map[uint32]int{} // member bits -> highest rank of p's direction
 	for _, l := range resp.Leases {
 		own = own || int64(l.ID) == ownID
-		lp, m, ok := decode(int64(l.ID))
+		lp, m, _, ok := decode(int64(l.ID)) // a done lease counts as its point
 		if !ok || lp.Down != p.Down {
 			continue
 		}
@@ -223,26 +287,14 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, own
 }
 
 // revokeEarlier revokes this member's barrier leases of earlier points, of either
-// direction: the members that needed them have passed.
+// direction: the members that needed them have passed. A lease of a later point
+// stays: a rerun after a kill may plan a step of a lower rank (a patch step at the
+// minor its data reached) than a point it had passed, and the members waiting
+// further on must still count it as walking with them.
 func (cl *Cluster) revokeEarlier(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) error {
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	resp, err := c.Leases(lctx)
-	cancel()
-	if err != nil {
-		return nil // they expire by themselves
-	}
-	for _, l := range resp.Leases {
-		lp, m, ok := decode(int64(l.ID))
-		if !ok || m != uint32(memberID) || (lp.Down == p.Down && lp.Rank == p.Rank) {
-			continue
-		}
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := c.Revoke(rctx, l.ID)
-		cancel()
-		if err != nil && rpctypes.Error(err) != rpctypes.ErrLeaseNotFound {
-			cl.Logger.Warn("revoke an earlier barrier lease", "lease", fmt.Sprintf("%x", int64(l.ID)), "err", err)
-		}
-	}
+	cl.revokeWhere(ctx, c, func(lp Point, m uint32, done bool) bool {
+		return m == uint32(memberID) && (done || lp.Down != p.Down || lp.Rank < p.Rank)
+	})
 	return nil
 }
 

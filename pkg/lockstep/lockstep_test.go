@@ -9,13 +9,13 @@ func TestLeaseID(t *testing.T) {
 			if id <= 0 {
 				t.Fatalf("leaseID(%+v, %x) = %x: not a positive lease ID", p, m, id)
 			}
-			got, gm, ok := decode(id)
-			if !ok || got != p || gm != uint32(m) {
+			got, gm, done, ok := decode(id)
+			if !ok || done || got != p || gm != uint32(m) {
 				t.Errorf("decode(leaseID(%+v, %x)) = %+v, %x, %v", p, m, got, gm, ok)
 			}
 		}
 	}
-	if _, _, ok := decode(0x6d6967722d726479); ok {
+	if IsBarrierLease(0x6d6967722d726479) {
 		t.Error("the readiness lease decodes as a barrier lease")
 	}
 	// Ranks grow along a walk: up 3.4 patch < 3.5 minor < 3.5 v2 drop < 3.5
@@ -28,5 +28,23 @@ func TestLeaseID(t *testing.T) {
 				t.Errorf("rank of %+v is not after %+v", walk[i], walk[i-1])
 			}
 		}
+	}
+}
+
+// A "walk done" lease decodes as its point with the done mark, is a barrier
+// lease, and is told apart from the point's own lease.
+func TestDoneLease(t *testing.T) {
+	p := Down(305, 1)
+	own := leaseID(p, 0x8e9e05c52164694d)
+	done := own | doneBit
+	got, m, isDone, ok := decode(done)
+	if !ok || !isDone || got != p || m != 0x2164694d {
+		t.Fatalf("decode(done lease %x) = %+v, %x, done %v, ok %v", done, got, m, isDone, ok)
+	}
+	if !IsBarrierLease(done) || !IsDoneLease(done) || IsDoneLease(own) || done == own {
+		t.Fatalf("done lease %x / point lease %x not told apart", done, own)
+	}
+	if IsDoneLease(0x6d6967722d726479) {
+		t.Fatal("the readiness lease reads as a done lease")
 	}
 }

@@ -495,7 +495,10 @@ func (c *Config) stepEnv() (*steprun.Env, error) {
 			return nil, err
 		}
 		env.Cluster = &lockstep.Cluster{Members: c.members, Self: c.self, PeerTLS: peerTLS,
-			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: c.linger(), Logger: c.Logger}
+			Timeout: c.MembersTimeout, ReportEvery: 5 * time.Second, Linger: c.linger(), Logger: c.Logger,
+			// A killed member's rerun may come after the kubelet's back-off
+			// (at most 5 min) and then wait up to --members-timeout.
+			DoneTTL: 5*time.Minute + c.MembersTimeout}
 	}
 	return env, nil
 }

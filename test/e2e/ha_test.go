@@ -127,6 +127,12 @@ func haConverged(t testing.TB, c *cluster.Cluster, want etcdtest.Dump, id cluste
 				t.Fatalf("%s: lease %x granted TTL %d, want %d", m.Name, lid, got.LeaseTTL[lid], ttl)
 			}
 		}
+		// A member leaves one "walk done" lease (a rerun after a kill counts
+		// on it; one that saw its last lease revoked may find no quorum for
+		// it) and no other barrier lease.
+		if got.BarrierLeases != 0 || got.DoneLeases < len(c.Members)-1 || got.DoneLeases > len(c.Members) {
+			t.Fatalf("%s: %d barrier leases and %d walk-done leases left, want 0 and %d", m.Name, got.BarrierLeases, got.DoneLeases, len(c.Members))
+		}
 		gid := c.Identity(t, m)
 		if gid.ClusterID != id.ClusterID || fmt.Sprint(gid.Members) != fmt.Sprint(id.Members) {
 			t.Fatalf("%s: cluster %x members %v, want cluster %x members %v", m.Name, gid.ClusterID, gid.Members, id.ClusterID, id.Members)
@@ -382,17 +388,17 @@ func replaceInitialCluster(args []string, ic string) []string {
 }
 
 // TestHALockstepCrash: a lockstep walk 3.4.13 -> 3.7.3 in which one member's
-// migrator is killed with SIGKILL at a random point, then rerun at once: every
-// member exits 0, no two members' version.txt more than one minor apart at the
-// kill, and the served result equals the data of before on every member (0 keys
-// lost). Three rounds (a different member and kill point each) over the same
-// generated data: about 3 minutes, so skipped with -short.
+// migrator is killed with SIGKILL mid-walk, then rerun at once: every member exits
+// 0, no two members' version.txt more than one minor apart at the kill, and the
+// served result equals the data of before on every member (0 keys lost). Three
+// rounds over the same generated data, a different member each, killed where the
+// walk is most fragile: while its step etcd is still working towards the first
+// barrier, in the linger after the first barrier (the others are about to stop
+// their etcd), and after the second barrier (the others are moving on to the
+// hand-over), each plus a random delay of up to a second.
 func TestHALockstepCrash(t *testing.T) {
-	if os.Getenv("ETCD_MIGRATE_HA_CRASH") == "" {
-		t.Skip("flaky: a killed member's rerun can wait out --members-timeout for barrier leases the others no longer hold (issue 11 open); run with ETCD_MIGRATE_HA_CRASH=1 (make test-crash)")
-	}
 	if testing.Short() {
-		t.Skip("three lockstep walks with a kill each: about 3 minutes")
+		t.Skip("three lockstep walks with a kill each: about 2 minutes")
 	}
 	binDir := etcdtest.BinDir(t)
 	c := cluster.Generate(t, binDir, "3.4.13", haKeys)
@@ -401,22 +407,30 @@ func TestHALockstepCrash(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	survived := 0
 	defer func() {
-		etcdtest.Report(t, "ha-crash", fmt.Sprintf("HA lockstep crash rounds: %d/3 converged after a member's migrator was killed; keys lost 0 in every converged round", survived))
+		etcdtest.Report(t, "ha-crash", fmt.Sprintf("HA lockstep crash rounds: %d/3 converged after a member's migrator was killed mid-walk; keys lost 0 in every converged round", survived))
 	}()
-	for round := 0; round < 3; round++ {
+	const arrived = "every member reached this step"
+	for round, at := range []struct {
+		name, what string
+		n          int // at the victim's n-th log line holding what
+	}{{"in-first-step", "msg=\"backup written\"", 1}, {"after-barrier-1", arrived, 1}, {"after-barrier-2", arrived, 2}} {
 		victim := c.Members[round%len(c.Members)]
-		killAt := time.Duration(1000+rng.Intn(29000)) * time.Millisecond
-		t.Run(fmt.Sprintf("kill-%s-at-%v", victim.Name, killAt), func(t *testing.T) {
+		delay := time.Duration(rng.Intn(1000)) * time.Millisecond
+		t.Run(fmt.Sprintf("kill-%s-%s+%v", victim.Name, at.name, delay), func(t *testing.T) {
 			c.Restore(t, pristine)
 			runs := startLockstep(t, c, "3.7.3", 3*time.Second, "--exec=false")
 			r := runs[victim.Index]
+			if !r.WaitOutput(at.what, at.n, haWalkTimeout) {
+				t.Fatalf("%s never logged %q %d times\n%s", victim.Name, at.what, at.n, summaries(runs))
+			}
+			time.Sleep(delay)
 			select {
 			case <-r.Done():
-				t.Logf("%s finished before the kill at %v", victim.Name, killAt)
-			case <-time.After(time.Until(r.Started.Add(killAt))):
-				r.Kill()
-				t.Logf("%s killed %v after its start", victim.Name, killAt)
+				t.Fatalf("%s finished before the kill\n%s", victim.Name, summaries(runs))
+			default:
 			}
+			r.Kill()
+			t.Logf("%s killed %v after its start", victim.Name, time.Since(r.Started).Round(time.Millisecond))
 			checkMinorsClose(t, c)
 			runs[victim.Index] = c.RunMigrate(t, victim, "3.7.3", nil, "--exec=false")
 			waitRuns(t, runs, haWalkTimeout)
