@@ -5,7 +5,8 @@
 # proxy. The newest is the default target.
 BUNDLED_VERSIONS ?= 3.4.13 3.5.35 3.6.16 3.7.3
 # Releases before 3.4, built by hack/build-etcd.sh from the pins in hack/old-etcd/
-# (`make old-etcd-binaries`). Not bundled yet: the migrator does not walk their data.
+# (`make old-etcd-binaries`, part of `make test`). Not in the default bundle yet: pass them
+# in --bundled-versions (or BUNDLED_VERSIONS) to walk their data.
 OLD_VERSIONS ?= 2.2.5 2.3.8 3.0.17 3.1.20 3.2.32 3.3.27
 OUTPUT   ?= _output
 GO       ?= go
@@ -34,7 +35,7 @@ NEWEST_VERSION := $(lastword $(BUNDLED_VERSIONS))
 
 export CGO_ENABLED := 0
 
-.PHONY: all build etcd-binaries old-etcd-binaries test-old-etcd test report test-crash test-unit test-e2e test-image test-manifest cross-check demo bench fixtures clean
+.PHONY: all build etcd-binaries old-etcd-binaries test-old-etcd test-old-data test report test-crash test-unit test-e2e test-image test-manifest cross-check demo bench fixtures clean
 .PHONY: image image-all push push-all
 
 all: build etcd-binaries
@@ -52,8 +53,14 @@ $(BIN_DIR)/.etcd-%.stamp: hack/build-etcd.sh $$(wildcard hack/old-etcd/$$*.mod)
 	$(CROSS_ENV) hack/build-etcd.sh $* $(BIN_DIR)
 	@touch $@
 
-# The releases before 3.4; not part of `make test` or `make etcd-binaries`.
+# The releases before 3.4: not in `make etcd-binaries` (the default bundle), built
+# for `make test`.
 old-etcd-binaries: $(foreach v,$(OLD_VERSIONS),$(BIN_DIR)/.etcd-$(v).stamp)
+
+# What migrate does with data the releases before 3.4 write (test/e2e/olddata_test.go,
+# build tag oldetcd): part of `make test`.
+test-old-data: build etcd-binaries old-etcd-binaries
+	$(TEST_ENV) $(GO) test -tags oldetcd -count=1 -timeout 30m -run '^TestOld' ./test/e2e/
 
 # Starts each old release, writes and reads through v2 (and v3 from 3.0) with its own
 # etcdctl, stops it. Behind the oldetcd build tag: not part of `make test` yet.
@@ -69,10 +76,12 @@ test-old-etcd: old-etcd-binaries
 REPORT_DIR := $(abspath $(OUTPUT))/report
 TEST_ENV    = ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) ETCD_MIGRATE_REPORT_DIR=$(REPORT_DIR)
 
-test: build etcd-binaries
+test: build etcd-binaries old-etcd-binaries
 	rm -rf $(REPORT_DIR)
 	$(GO) vet ./...
+	$(GO) vet -tags oldetcd ./test/e2e/
 	$(TEST_ENV) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/image$$')
+	$(MAKE) test-old-data
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME_CI)
 	$(MAKE) test-image
 	$(MAKE) test-manifest

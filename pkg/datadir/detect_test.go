@@ -183,7 +183,7 @@ func TestFromState(t *testing.T) {
 		}},
 		{"3.4-style cluster version", state34CV, "3.4.x/etcd3", nil},
 		{"etcd2", stateEtcd2, "", []string{
-			"detected etcd2 data (WAL and v2 snapshots, no v3 backend), which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt",
+			"detected etcd2 data (WAL and v2 snapshots, no v3 backend), which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.5/etcd2 > version.txt, or bundle an etcd 2.x (such data is then taken as written by the oldest bundled 2.x)",
 		}},
 		{"no version recorded", state34, "", []string{
 			"detected etcd3 data (written by etcd 3.4 or older), which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt",

@@ -1,6 +1,7 @@
 package datadir
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/go-version"
@@ -84,12 +85,24 @@ func (s State) Reconcile(p versionfile.Pair) (versionfile.Pair, error) {
 	return versionfile.Pair{Version: dv, Storage: versionfile.StorageEtcd3, PatchUnknown: true}, nil
 }
 
+// ErrUnversionedEtcd2 marks etcd2 data written by etcd 2.x (no v3 backend) without
+// version.txt: only etcd 2.x writes that, and the seed took it as its oldest 2.x.
+var ErrUnversionedEtcd2 = errors.New("etcd2 data without version.txt")
+
+type unversionedEtcd2 struct{ s State }
+
+func (e unversionedEtcd2) Error() string {
+	return fmt.Sprintf("detected %s, which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.5/etcd2 > version.txt, or bundle an etcd 2.x (such data is then taken as written by the oldest bundled 2.x)", e.s)
+}
+
+func (unversionedEtcd2) Is(target error) bool { return target == ErrUnversionedEtcd2 }
+
 // FromState turns a detected state into the pair version.txt would hold, for a data
 // dir that has none. It refuses when the data does not tell the version exactly.
 func FromState(s State) (versionfile.Pair, error) {
 	switch {
 	case s.Storage == versionfile.StorageEtcd2:
-		return versionfile.Pair{}, fmt.Errorf("detected %s, which does not record the etcd version that wrote it: write version.txt naming it, e.g. echo 2.2.1/etcd2 > version.txt", s)
+		return versionfile.Pair{}, unversionedEtcd2{s}
 	case s.StorageVersion == "" && s.ClusterVersion == "":
 		return versionfile.Pair{}, fmt.Errorf("detected %s, which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt", s)
 	}

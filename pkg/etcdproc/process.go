@@ -131,7 +131,7 @@ func (c Config) Args() []string {
 	if c.WALDir != "" {
 		args = append(args, "--wal-dir="+c.WALDir)
 	}
-	if c.EnableV2 {
+	if c.EnableV2 && !caps.V2WithoutFlag {
 		args = append(args, "--enable-v2=true")
 	}
 	// etcd 3.4 has no downgrade monitor.

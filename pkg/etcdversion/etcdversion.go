@@ -14,6 +14,9 @@ type Caps struct {
 	// V2API: the server can serve the v2 API (--enable-v2), so etcd2 storage can
 	// be served and the v2 store written; etcd 3.6 removed it.
 	V2API bool
+	// V2WithoutFlag: the v2 API is always on and there is no --enable-v2 flag
+	// (etcd 2.x to 3.1; 3.2 added the flag).
+	V2WithoutFlag bool
 	// V2StoreContent: the server loads a v2 store that holds keys; 3.6+ refuses to
 	// start on one (only membership may remain).
 	V2StoreContent bool
@@ -74,7 +77,9 @@ func For(v *version.Version) Caps {
 	if versionfile.CompareMinor(v, versionfile.MustVersion(newest+".0")) > 0 {
 		return table[newest]
 	}
-	return Caps{V2API: true, V2StoreContent: true}
+	// Before 3.4: etcd 2.x and the first 3.x minors.
+	return Caps{V2API: true, V2StoreContent: true,
+		V2WithoutFlag: versionfile.CompareMinor(v, versionfile.MustVersion("3.2.0")) < 0}
 }
 
 // Of is For of a "major.minor.patch" literal.

@@ -13,7 +13,9 @@ func TestTable(t *testing.T) {
 		{"3.5.0", table["3.5"]},
 		{"3.7.3", table["3.7"]},
 		{"3.9.1", table["3.7"]},
-		{"2.2.5", Caps{V2API: true, V2StoreContent: true}},
+		{"2.2.5", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true}},
+		{"3.1.20", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true}},
+		{"3.2.32", Caps{V2API: true, V2StoreContent: true}},
 	}
 	for _, tc := range tests {
 		if got := Of(tc.v); got != tc.want {

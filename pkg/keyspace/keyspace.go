@@ -133,7 +133,9 @@ var ErrChanged = errors.New("the keyspace changed")
 // expired.
 func Compare(before, after *Digest) (expired int, err error) {
 	var diffs []string
-	if b, a := before.Auth, after.Auth; b.Enabled != a.Enabled || b.Revision != a.Revision || b.Sum != a.Sum {
+	// Data written by etcd 3.0 has no auth revision; the 3.1 that opens it writes
+	// one: only two recorded revisions compare.
+	if b, a := before.Auth, after.Auth; b.Enabled != a.Enabled || (b.HasRevision && b.Revision != a.Revision) || b.Sum != a.Sum {
 		diffs = append(diffs, fmt.Sprintf("auth: %s before, %s after (user/role records %016x and %016x)", b, a, b.Sum, a.Sum))
 	}
 	if before.unleasedN != after.unleasedN || before.unleased != after.unleased {

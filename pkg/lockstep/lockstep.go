@@ -62,12 +62,16 @@ type Point struct {
 	Final bool
 }
 
-// Ranks within one minor m (major*100+minor): a walk up passes patch, minor,
-// v2-drop and hand-over runs of m in this order; a walk down passes the run of
-// the minor being left and then of the minor reached.
+// Ranks within one minor m (major*100+minor): a walk up passes the run that
+// reaches m, then the v2-drop and hand-over runs of m, in this order; a walk down
+// passes the run of the minor being left and then of the minor reached.
+//
+// PhaseMinor is "this member's data is at m with a snapshot": the minor upgrade
+// into m and a patch step at m both arrive there. A member killed in the minor
+// step after its data reached m is rerun as a patch step at m, and the members
+// still waiting at the minor step's barrier must count it as arrived.
 const (
-	PhasePatch = iota
-	PhaseMinor
+	PhaseMinor = iota + 1
 	PhaseV2Drop
 	PhaseHandOver
 )

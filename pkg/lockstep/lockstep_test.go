@@ -3,7 +3,7 @@ package lockstep
 import "testing"
 
 func TestLeaseID(t *testing.T) {
-	for _, p := range []Point{Up(304, PhasePatch), Up(307, PhaseHandOver), Down(305, 1), Down(306, 0)} {
+	for _, p := range []Point{Up(304, PhaseMinor), Up(307, PhaseHandOver), Down(305, 1), Down(306, 0)} {
 		for _, m := range []uint64{0x8e9e05c52164694d, 1, 0xffffffffffffffff} {
 			id := leaseID(p, m)
 			if id <= 0 {
@@ -18,9 +18,10 @@ func TestLeaseID(t *testing.T) {
 	if IsBarrierLease(0x6d6967722d726479) {
 		t.Error("the readiness lease decodes as a barrier lease")
 	}
-	// Ranks grow along a walk: up 3.4 patch < 3.5 minor < 3.5 v2 drop < 3.5
-	// hand-over < 3.6 minor; down: leave 3.7 < reach 3.6 < leave 3.6 < reach 3.5.
-	up := []Point{Up(304, PhasePatch), Up(305, PhaseMinor), Up(305, PhaseV2Drop), Up(305, PhaseHandOver), Up(306, PhaseMinor)}
+	// Ranks grow along a walk: up 3.4 reached (a patch step) < 3.5 reached < 3.5
+	// v2 drop < 3.5 hand-over < 3.6 reached; down: leave 3.7 < reach 3.6 < leave
+	// 3.6 < reach 3.5.
+	up := []Point{Up(304, PhaseMinor), Up(305, PhaseMinor), Up(305, PhaseV2Drop), Up(305, PhaseHandOver), Up(306, PhaseMinor)}
 	down := []Point{Down(306, 0), Down(306, 1), Down(305, 0), Down(305, 1)}
 	for _, walk := range [][]Point{up, down} {
 		for i := 1; i < len(walk); i++ {

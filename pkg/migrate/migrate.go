@@ -123,6 +123,17 @@ func (s Status) CutShort() bool {
 	return s.Current != nil && s.VersionFile != nil && !s.Current.Equal(*s.VersionFile)
 }
 
+// oldestEtcd2 is the oldest bundled etcd 2.x, nil if none.
+func oldestEtcd2(bundled []*version.Version) *version.Version {
+	var oldest *version.Version
+	for _, b := range bundled {
+		if versionfile.Major(b) == 2 && (oldest == nil || b.LessThan(oldest)) {
+			oldest = b
+		}
+	}
+	return oldest
+}
+
 // Inspect reads version.txt and the data, and checks that they agree. It changes
 // nothing.
 func Inspect(dataDir string) (Status, error) {
@@ -181,6 +192,13 @@ func Inspect(dataDir string) (Status, error) {
 // Plan inspects the data dir and plans the steps to the target.
 func (c *Config) Plan() (Status, []steprun.Step, error) {
 	st, err := Inspect(c.DataDir)
+	if oldest := oldestEtcd2(c.Bundled); errors.Is(err, datadir.ErrUnversionedEtcd2) && oldest != nil {
+		// The seed's rule: v2-only data without version.txt was written by the
+		// oldest etcd 2.x of the image. The conversion reads any 2.x's v2 store.
+		p := versionfile.Pair{Version: oldest, Storage: versionfile.StorageEtcd2}
+		c.Logger.Warn("etcd2 data without version.txt: taken as written by the oldest bundled etcd 2.x", "data_dir", c.DataDir, "current", p.String())
+		st.Current, err = &p, nil
+	}
 	if err != nil {
 		return st, nil, err
 	}

@@ -188,13 +188,18 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 				fail("step %d runs %v on %v: not a newer patch (or a known one over an unknown) of one minor in etcd3", i+1, s.To, s.From)
 			}
 		case steprun.KindV2ToV3:
-			// At the first bundled etcd 3.x at or after the data's minor.
+			// At the first bundled etcd 3.x at or after the data's minor and 3.1
+			// (the oldest that reads the WAL the conversion writes).
+			from := s.From.Version
+			if v31 := versionfile.MustVersion("3.1.0"); versionfile.CompareMinor(from, v31) < 0 {
+				from = v31
+			}
 			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 ||
-				s.To.Major() != 3 || versionfile.CompareMinor(s.To.Version, s.From.Version) < 0 {
-				fail("step %d converts %v -> %v: not etcd2 -> etcd3 3.x at or after the data's minor", i+1, s.From, s.To)
+				s.To.Major() != 3 || versionfile.CompareMinor(s.To.Version, from) < 0 {
+				fail("step %d converts %v -> %v: not etcd2 -> etcd3 3.x at or after the data's minor and 3.1", i+1, s.From, s.To)
 			}
 			for _, b := range bundled {
-				if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, s.From.Version) >= 0 && versionfile.CompareMinor(b, s.To.Version) < 0 {
+				if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, from) >= 0 && versionfile.CompareMinor(b, s.To.Version) < 0 {
 					fail("step %d converts %v -> %v, but etcd %s is bundled and comes first", i+1, s.From, s.To, b)
 				}
 			}

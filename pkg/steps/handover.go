@@ -65,7 +65,7 @@ func ForCluster(plan []steprun.Step, members int) ([]steprun.Step, error) {
 		case UpgradePatch:
 			s.prev = prev
 			out[i] = s
-			prev = lockstep.Up(minorCode(s.To.Version), lockstep.PhasePatch).Rank
+			prev = lockstep.Up(minorCode(s.To.Version), lockstep.PhaseMinor).Rank
 		case *UpgradeMinor:
 			u := *s
 			u.prev = prev

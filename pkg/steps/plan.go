@@ -128,7 +128,16 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 // the target's minor, then the keyspace becomes a v2 store served by the target.
 // The v2 API exists up to etcd 3.5; etcd 2.x data is reachable from 3.0 only (what
 // the Kubernetes rollback tool did).
+// minWALReader is the oldest etcd that reads the WAL etcd's wal package writes.
+var minWALReader = versionfile.MustVersion("3.1.0")
+
 func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
+	if versionfile.CompareMinor(target.Version, minWALReader) < 0 {
+		// Found with the real 2.2.5 and 3.0.17: both panic reading the WAL
+		// (a record length with the padding flag set reads as a huge or negative
+		// size), and etcd's wal package writes no other format.
+		return nil, fmt.Errorf("%s -> %s: etcd %s cannot read the write-ahead log migrate writes (etcd 3.1 and newer pad its records to 8 bytes), so rollbacks to etcd2 at 2.x and 3.0 are %w; target etcd2 storage at 3.1 to 3.5", cur, target, target.Version, ErrNotSupported)
+	}
 	if target.Major() == 2 {
 		if cur.Major() != 3 || cur.Minor() != 0 {
 			return nil, fmt.Errorf("%s -> %s: etcd 2.x data is reachable from 3.0.x/etcd3 only; roll back to 3.0 first, or target 3.4/3.5 with etcd2 storage", cur, target)
@@ -166,35 +175,38 @@ func rollbackMinor(m steprun.Move, via *version.Version) steprun.Step {
 }
 
 // conversionStep plans the v2 -> v3 conversion of etcd2 data at cur. It happens at
-// the first bundled etcd 3.x at or after cur: the newest bundled patch of cur's
+// the first bundled etcd 3.x at or after cur (and 3.1, the oldest that reads the WAL
+// it writes): the newest bundled patch of cur's
 // minor, else of the lowest bundled 3.x minor above it, which then serves the
 // converted data. The conversion reads the v2 store offline (the WAL and snapshot
 // formats of every etcd 2.x and 3.x) and writes a fresh member dir, so no etcd has to
-// read the older data. Upgrades in etcd2 mode through bundled etcd 2.x minors in
-// between are not supported.
+// read the older data: bundled etcd 2.x minors newer than the data are not run
+// first (etcd's 2.2 -> 2.3 -> 3.0 path exists for etcd's own v2 -> v3 migration,
+// which needed 3.0 data).
 func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (ConvertV2ToV3, error) {
 	if versionfile.CompareMinor(target.Version, cur.Version) < 0 {
 		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
 	}
 	sorted := append([]*version.Version(nil), bundled...)
 	sort.Sort(version.Collection(sorted))
+	// The conversion writes its WAL with etcd's wal package, whose padded records
+	// etcd 3.0 cannot read: it converts at 3.1 at the earliest.
+	from := cur.Version
+	if versionfile.CompareMinor(from, minWALReader) < 0 {
+		from = minWALReader
+	}
 	var at *version.Version
 	for _, b := range sorted {
-		if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, cur.Version) >= 0 {
+		if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, from) >= 0 {
 			at = newestOfMinor(bundled, 3, versionfile.Minor(b))
 			break
 		}
 	}
 	if at == nil {
-		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, cur.MinorString(), joinVersions(bundled))
-	}
-	for _, b := range sorted {
-		if versionfile.Major(b) < 3 && versionfile.CompareMinor(b, cur.Version) > 0 {
-			return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: etcd2 data would first be upgraded in etcd2 mode with etcd %s, which is %w; bundle no etcd 2.x newer than the data, and the v2 store converts at %s", cur, target, b, ErrNotSupported, at)
-		}
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, versionfile.MinorString(from), joinVersions(bundled))
 	}
 	if versionfile.CompareMinor(at, target.Version) > 0 {
-		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, cur.MinorString(), at, versionfile.MinorString(at), target.MinorString())
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, versionfile.MinorString(from), at, versionfile.MinorString(at), target.MinorString())
 	}
 	return ConvertV2ToV3{steprun.Move{From: cur, To: versionfile.Pair{Version: at, Storage: versionfile.StorageEtcd3}}}, nil
 }

@@ -37,7 +37,7 @@ func (s UpgradePatch) Run(ctx context.Context, env *steprun.Env) ([]any, error) 
 	// The cluster version stays: a downgrade job enabled on the cluster (an
 	// operator's rolling downgrade) is left alone.
 	// It needs no other member, so it waits only for those walking with it.
-	point := lockstep.Up(minorCode(s.To.Version), lockstep.PhasePatch)
+	point := lockstep.Up(minorCode(s.To.Version), lockstep.PhaseMinor)
 	point.Soft, point.Prev, point.Final = true, s.prev, s.Final
 	return env.KeepKeysUnlessServed(s, func() ([]any, error) {
 		return env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{RaiseClusterVersion: env.Cluster == nil, Point: point})

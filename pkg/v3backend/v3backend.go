@@ -102,6 +102,9 @@ func ForEachRevision(tx *bolt.Tx, fn func(kv *mvccpb.KeyValue, tombstone bool) e
 type Auth struct {
 	Enabled  bool
 	Revision uint64
+	// HasRevision: the backend records an auth revision (etcd 3.1+ writes one
+	// when it opens a backend; 3.0 did not).
+	HasRevision bool
 	Users    []string
 	Roles    []string
 	Sum      uint64
@@ -115,7 +118,7 @@ func ReadAuth(tx *bolt.Tx) Auth {
 		v := b.Get(schema.AuthEnabledKeyName)
 		a.Enabled = len(v) == 1 && v[0] == 1
 		if r := b.Get(schema.AuthRevisionKeyName); len(r) == 8 {
-			a.Revision = binary.BigEndian.Uint64(r)
+			a.Revision, a.HasRevision = binary.BigEndian.Uint64(r), true
 		}
 	}
 	h := crc64.New(crc64.MakeTable(crc64.ECMA))

@@ -32,6 +32,10 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
 
+// seedBundle is every release the image can bundle (BUNDLED_VERSIONS with the
+// old releases).
+const seedBundle = "2.2.5,2.3.8,3.0.17,3.1.20,3.2.32,3.3.27,3.4.13,3.5.35,3.6.16,3.7.3"
+
 var (
 	oldEtcd2Versions = []string{"2.2.5", "2.3.8", "3.0.17", "3.1.20", "3.2.32", "3.3.27"}
 	oldEtcd3Versions = []string{"3.0.17", "3.1.20", "3.2.32", "3.3.27"}
@@ -102,6 +106,18 @@ func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, 
 		t.Fatal("the refused run changed the data dir")
 	}
 	t.Logf("no version.txt: exit %d: %s", r.code, errorLine(t, r))
+	if strings.HasPrefix(v, "2.") {
+		// With an etcd 2.x bundled, v2-only data without version.txt is taken
+		// as written by the oldest of them (the seed's rule), and converts.
+		r = runMigrate(t, binDir, bare, nil, "--target-version=3.7.3", "--exec=false", "--bundled-versions="+seedBundle)
+		if r.code != 0 || !strings.Contains(r.stderr, "taken as written by the oldest bundled etcd 2.x") || !strings.Contains(r.stderr, "kind=v2-to-v3 from=2.2.5/etcd2 version_txt=3.1.20/etcd3") {
+			t.Fatalf("no version.txt, every release bundled: exit %d, want 0 converting from 2.2.5/etcd2 at 3.1.20:\n%s", r.code, r.stderr)
+		}
+		s := etcdtest.Serve(t, binDir, "3.7.3", bare)
+		keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), conversionTime(t, r.stderr, time.Now()))
+		s.Stop()
+		t.Logf("no version.txt, every release bundled: taken as 2.2.5/etcd2, %d keys identical at 3.7.3", keys)
+	}
 
 	st := runMigrate(t, binDir, dataDir, nil, "status")
 	if st.code != 0 || !strings.Contains(st.stdout, "version.txt: "+v+"/etcd2") {
@@ -109,25 +125,40 @@ func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, 
 	}
 	t.Logf("status:\n%s", st.stdout)
 
-	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
-	if r.code != 0 {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	// The default bundle converts at 3.4.13; with every release bundled the
+	// conversion is at the data's own minor, 3.1 at the earliest (3.0 cannot
+	// read the WAL it writes), and each minor after it runs its etcd.
+	seedDir := etcdtest.CopyDir(t, dataDir)
+	at := map[string]string{"3.2": "3.2.32", "3.3": "3.3.27"}[minor(v)]
+	if at == "" {
+		at = "3.1.20"
 	}
-	convertedAt := conversionTime(t, r.stderr, time.Now())
-	for _, want := range []string{"kind=v2-to-v3 from=" + v + "/etcd2 version_txt=3.4.13/etcd3", "version_txt=3.7.3/etcd3"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Fatalf("log lacks %q:\n%s", want, r.stderr)
+	for _, run := range []struct{ dir, bundle, at string }{{dataDir, "", "3.4.13"}, {seedDir, seedBundle, at}} {
+		args := []string{"--target-version=3.7.3", "--exec=false"}
+		if run.bundle != "" {
+			args = append(args, "--bundled-versions="+run.bundle)
 		}
+		r = runMigrate(t, binDir, run.dir, nil, args...)
+		if r.code != 0 {
+			t.Fatalf("bundle %q: exit %d\n%s", run.bundle, r.code, r.stderr)
+		}
+		convertedAt := conversionTime(t, r.stderr, time.Now())
+		for _, want := range []string{"kind=v2-to-v3 from=" + v + "/etcd2 version_txt=" + run.at + "/etcd3", "version_txt=3.7.3/etcd3"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Fatalf("bundle %q: log lacks %q:\n%s", run.bundle, want, r.stderr)
+			}
+		}
+		if got := readVersionTxt(t, run.dir); got != "3.7.3/etcd3\n" {
+			t.Fatalf("bundle %q: version.txt = %q", run.bundle, got)
+		}
+		s := etcdtest.Serve(t, binDir, "3.7.3", run.dir)
+		keys, leased, expired := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
+		s.Stop()
+		if keys < 200 || leased < 30 {
+			t.Fatalf("bundle %q: only %d keys (%d leased) compared", run.bundle, keys, leased)
+		}
+		t.Logf("etcd %s/etcd2 -> 3.7.3/etcd3, converted at %s: %d keys, %d leased, %d expired, identical (%s)", v, run.at, keys, leased, expired, logLine(r.stderr, `msg="v2 store converted"`))
 	}
-	if got := readVersionTxt(t, dataDir); got != "3.7.3/etcd3\n" {
-		t.Fatalf("version.txt = %q", got)
-	}
-	s := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
-	keys, leased, expired := compareV2V3(t, v2, s.DumpAll(t), convertedAt)
-	if keys < 200 || leased < 30 {
-		t.Fatalf("only %d keys (%d leased) compared", keys, leased)
-	}
-	t.Logf("etcd %s/etcd2 -> 3.7.3/etcd3: %d keys, %d leased, %d expired, identical (%s)", v, keys, leased, expired, logLine(r.stderr, `msg="v2 store converted"`))
 }
 
 // checkOldV2Extras checks the old release's own dump for the writes of the
@@ -191,9 +222,10 @@ func inheritDirExpiry(v2 map[string]etcdtest.V2Node) {
 // TestOldEtcd3Data: etcd3 data written by each real 3.0-3.3 release through the v3
 // API (puts, overwrites, deletes, two leases with keys, a compaction): what the
 // backend records, what migrate detects with and without version.txt, and the walk
-// to 3.7.3 where etcd allows it (only from 3.3: one minor to 3.4.13), which must
-// keep every key, revision, lease and the compaction. From 3.0-3.2 the walk needs
-// minors that are not bundled: refused before anything is touched.
+// to 3.7.3 with every release bundled (3.0.17 -> 3.1.20 -> ... -> 3.7.3, one
+// minor per step with that minor's etcd), which must keep every key, revision,
+// lease and the compaction. With the default bundle (from 3.4) the walk from
+// 3.0-3.2 needs minors that are not bundled: refused before anything is touched.
 func TestOldEtcd3Data(t *testing.T) {
 	for _, v := range oldEtcd3Versions {
 		t.Run(v, func(t *testing.T) {
@@ -233,8 +265,10 @@ func TestOldEtcd3Data(t *testing.T) {
 			for _, dir := range []string{dataDir, withTxt} {
 				name := map[string]string{dataDir: "no version.txt", withTxt: "version.txt " + v + "/etcd3"}[dir]
 				sum := etcdtest.Checksum(t, dir)
-				r := runMigrate(t, binDir, dir, nil, "--target-version=3.7.3", "--exec=false")
 				if minor(v) != "3.3" {
+					// With the default bundle (from 3.4) the minors in between
+					// are missing: refused, nothing touched.
+					r := runMigrate(t, binDir, dir, nil, "--target-version=3.7.3", "--exec=false")
 					next := fmt.Sprintf("3.%d", int(minor(v)[2]-'0')+1)
 					want := "no bundled etcd " + next + ".x, and upgrades go one minor at a time (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3): bundle an etcd " + next + " release"
 					if r.code != 2 || !strings.Contains(errorLine(t, r), want) {
@@ -243,8 +277,17 @@ func TestOldEtcd3Data(t *testing.T) {
 					if etcdtest.Checksum(t, dir) != sum {
 						t.Fatalf("%s: the refused run changed the data dir", name)
 					}
-					t.Logf("%s: exit %d: %s", name, r.code, errorLine(t, r))
-					continue
+					t.Logf("%s, default bundle: exit %d: %s", name, r.code, errorLine(t, r))
+				}
+				// With every release bundled it walks each minor with its etcd.
+				r := runMigrate(t, binDir, dir, nil, "--target-version=3.7.3", "--exec=false", "--bundled-versions="+seedBundle)
+				if r.code != 0 {
+					t.Fatalf("%s: exit %d\n%s", name, r.code, r.stderr)
+				}
+				for _, next := range strings.Split(seedBundle, ",")[2:] { // the 3.x
+					if minor(next) > minor(v) && !strings.Contains(r.stderr, "version_txt="+next+"/etcd3 etcd="+next) {
+						t.Fatalf("%s: no minor step ran etcd %s:\n%s", name, next, r.stderr)
+					}
 				}
 				if r.code != 0 {
 					t.Fatalf("%s: exit %d\n%s", name, r.code, r.stderr)
