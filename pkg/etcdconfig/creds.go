@@ -20,6 +20,11 @@ type Creds struct {
 	StepArgs []string
 	// Stripped are the flags left out of StepArgs, each with why, for the log.
 	Stripped []Stripped
+	// RaftArgs are the raft timing flags (--heartbeat-interval,
+	// --election-timeout) when singleMember stripped them from StepArgs: a
+	// member the data shows to be one of several still gets them
+	// (etcdproc.Member.RaftArgs).
+	RaftArgs []string
 	// What names where the flags came from, for messages.
 	What string
 }
@@ -140,7 +145,8 @@ func parseCreds(fields []string, singleMember bool, what string) (*Creds, error)
 		}
 		why, strip := stripped[a.Name]
 		if raftTiming[a.Name] && singleMember {
-			strip, why = true, "a step sets its own for a lone member"
+			strip, why = true, "a step sets its own for a lone member (kept if the data records several members)"
+			c.RaftArgs = append(c.RaftArgs, a.Tokens...)
 		}
 		if strip {
 			c.Stripped = append(c.Stripped, Stripped{Flag: a.String(), Why: why})

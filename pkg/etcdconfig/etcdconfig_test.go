@@ -133,6 +133,9 @@ func TestParseCreds(t *testing.T) {
 	if got := strings.Join(flags, " "); got != "--snapshot-count=3 --heartbeat-interval=250 --election-timeout=2500 --logger=zap --log-outputs=/f --cert-file=/c --key-file=/k --trusted-ca-file=/ca --client-cert-auth --auto-tls --client-crl-file=/crl --initial-cluster-state=existing" {
 		t.Errorf("Stripped = %q", got)
 	}
+	if got := strings.Join(c.RaftArgs, " "); got != "--heartbeat-interval=250 --election-timeout 2500" {
+		t.Errorf("RaftArgs = %q, want the raft timing for a member the data shows to be one of several", got)
+	}
 	if c.Client.CertFile != "/c" || !c.Client.ClientCertAuth || c.Peer.KeyFile != "/p.key" {
 		t.Errorf("the model lost the TLS settings: client %+v peer %+v", c.Client, c.Peer)
 	}

@@ -36,6 +36,10 @@ type Member struct {
 	InitialCluster           string
 	// ExtraArgs go last on the command line (ETCD_CREDS, e.g. peer TLS flags).
 	ExtraArgs []string
+	// RaftArgs: the cluster's raft timing flags (from ETCD_CREDS) that ExtraArgs
+	// lacks because INITIAL_CLUSTER named one member; given when the member
+	// turns out to be one of several (the data records them).
+	RaftArgs []string
 	// MultiMember: the member belongs to a cluster of several (the data records
 	// them, or the initial cluster names them). Its peers must reach it: the peer
 	// listener stays as given and raft keeps its timing.
@@ -121,6 +125,8 @@ func (c Config) Args() []string {
 		// A lone member elects itself after one election timeout; etcd's 1s default
 		// would be most of a step's cost.
 		args = append(args, "--heartbeat-interval=10", "--election-timeout=100")
+	} else {
+		args = append(args, c.RaftArgs...)
 	}
 	caps := etcdversion.For(c.Version)
 	if caps.ZapLoggerFlag {

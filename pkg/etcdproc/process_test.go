@@ -38,6 +38,18 @@ func TestArgs(t *testing.T) {
 	if a := strings.Join(multi.Args(), " "); strings.Contains(a, "election-timeout") || strings.Contains(a, "heartbeat") {
 		t.Errorf("multi-member cluster timing must be left alone: %s", a)
 	}
+	// ETCD_CREDS' raft timing, held back while INITIAL_CLUSTER named one member,
+	// goes to a member the data shows to be one of several, not to a lone one.
+	multi.RaftArgs = []string{"--heartbeat-interval=250", "--election-timeout", "2500"}
+	multi.MultiMember = true
+	if a := strings.Join(multi.Args(), " "); !strings.Contains(a, "--heartbeat-interval=250 --election-timeout 2500") {
+		t.Errorf("a member of several lost the cluster's raft timing: %s", a)
+	}
+	lone := base
+	lone.RaftArgs = multi.RaftArgs
+	if a := strings.Join(lone.Args(), " "); strings.Contains(a, "=250") || strings.Contains(a, "2500") {
+		t.Errorf("a lone member got the cluster's raft timing: %s", a)
+	}
 
 	dc := base
 	dc.DowngradeCheckTime = 50 * time.Millisecond

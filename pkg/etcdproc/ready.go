@@ -224,12 +224,22 @@ func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
 // writes trigger it. After it the next etcd version replays no WAL entry written
 // before this step reached its cluster version: etcd 3.7 cannot decode the v2-format
 // requests that 3.4/3.5 used to set the cluster version, and panics on them.
+//
+// On a cluster of several a write can time out while another member restarts (a
+// leader election): such errors are retried until ctx ends, as in WaitWrite.
 func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64, error) {
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	st, err := c.Status(sctx, p.URL())
-	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("etcd %s status: %w", p.cfg.Version, err)
+	var st *clientv3.StatusResponse
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var err error
+		st, err = c.Status(sctx, p.URL())
+		cancel()
+		if err == nil {
+			break
+		}
+		if serr := p.sleepOrDone(ctx, PollInterval); serr != nil {
+			return 0, fmt.Errorf("etcd %s status (last: %v): %w", p.cfg.Version, err, serr)
+		}
 	}
 	want := st.RaftAppliedIndex
 	if want == 0 { // servers older than 3.4 do not report it
@@ -247,11 +257,14 @@ func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64,
 		if err == nil {
 			err = Write(ctx, c, lease)
 		}
-		if err != nil {
+		if err != nil && Permanent(err) {
 			return 0, fmt.Errorf("etcd %s: write to trigger a snapshot: %w", p.cfg.Version, err)
 		}
-		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
-			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, err)
+		if serr := p.sleepOrDone(ctx, PollInterval); serr != nil {
+			if err != nil {
+				return 0, fmt.Errorf("etcd %s: write to trigger a snapshot (last: %v): %w", p.cfg.Version, err, serr)
+			}
+			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, serr)
 		}
 	}
 }

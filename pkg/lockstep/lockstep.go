@@ -138,42 +138,26 @@ func decode(id int64) (p Point, member uint32, done, ok bool) {
 // does not arrive within Timeout fails the wait, naming it.
 func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint64, p Point) error {
 	id := leaseID(p, memberID)
-	if err := grant(ctx, c, id, leaseTTL); err != nil {
-		return fmt.Errorf("barrier lease %x: %w", id, err)
-	}
-	cl.revokeStaleDone(ctx, c, p)
 	ctx, cancel := context.WithTimeout(ctx, cl.Timeout)
 	defer cancel()
-	start, lastReport := time.Now(), time.Now()
-	for {
-		missing, own, err := cl.missing(ctx, c, p, id)
-		if err == nil && len(missing) == 0 {
-			break
-		}
-		if err == nil && p.Final && !own {
-			// Only a member that saw every member here revokes the last
-			// point's leases (revokePoint): everybody arrived.
-			cl.Logger.Info("the last barrier's leases were revoked by a member that saw every member arrive")
-			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			err := cl.revokeEarlier(rctx, c, memberID, p)
-			cl.grantDone(rctx, c, memberID, p)
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("members %s did not reach this step within --members-timeout=%s (%s): start their migration, or rerun this member once they run", names(missing), cl.Timeout, cl.reports(missing))
-		}
-		if time.Since(lastReport) >= cl.ReportEvery {
-			lastReport = time.Now()
-			cl.Logger.Info("waiting for the other members at this step", "missing", names(missing), "reports", cl.reports(missing), "waited_ms", time.Since(start).Milliseconds())
-		}
-		kctx, kcancel := context.WithTimeout(ctx, time.Second)
-		_, _ = c.KeepAliveOnce(kctx, clientv3.LeaseID(id))
-		kcancel()
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := cl.grantRetrying(ctx, c, id); err != nil {
+		return err
+	}
+	cl.revokeStaleDone(ctx, c, p)
+	start := time.Now()
+	revokedForUs, err := cl.await(ctx, c, p, id, start)
+	if err != nil {
+		return err
+	}
+	if revokedForUs {
+		// Only a member that saw every member here revokes the last point's
+		// leases (revokePoint): everybody arrived.
+		cl.Logger.Info("the last barrier's leases were revoked by a member that saw every member arrive")
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		err := cl.revokeEarlier(rctx, c, memberID, p)
+		cl.grantDone(rctx, c, memberID, p)
+		return err
 	}
 	if err := cl.revokeEarlier(ctx, c, memberID, p); err != nil {
 		return err
@@ -191,6 +175,60 @@ func (cl *Cluster) Arrive(ctx context.Context, c *clientv3.Client, memberID uint
 		cl.revokePoint(ctx, c, p)
 	}
 	return nil
+}
+
+// grantRetrying grants this member's lease at a point: a grant can time out while
+// another member restarts (a leader election), so it retries until ctx ends.
+func (cl *Cluster) grantRetrying(ctx context.Context, c *clientv3.Client, id int64) error {
+	for {
+		err := grant(ctx, c, id, leaseTTL)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("barrier lease %x: %w", id, err)
+		}
+		cl.Logger.Debug("grant the barrier lease again", "lease", fmt.Sprintf("%x", id), "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// await waits until every member is at p or beyond, keeping this member's lease id
+// alive and reporting who is missing; revokedForUs: at the walk's last point, this
+// member's lease was revoked by a member that saw everybody arrive.
+func (cl *Cluster) await(ctx context.Context, c *clientv3.Client, p Point, id int64, start time.Time) (revokedForUs bool, err error) {
+	lastReport, known := start, cl.Members
+	for {
+		missing, own, err := cl.missing(ctx, c, p, id)
+		if err != nil {
+			missing = known // name the last ones seen missing, not everybody
+		} else {
+			known = missing
+		}
+		if err == nil && len(missing) == 0 {
+			return false, nil
+		}
+		if err == nil && p.Final && !own {
+			return true, nil
+		}
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("members %s did not reach this step within --members-timeout=%s (%s): start their migration, or rerun this member once they run", names(missing), cl.Timeout, cl.reports(missing))
+		}
+		if time.Since(lastReport) >= cl.ReportEvery {
+			lastReport = time.Now()
+			cl.Logger.Info("waiting for the other members at this step", "missing", names(missing), "reports", cl.reports(missing), "waited_ms", time.Since(start).Milliseconds())
+		}
+		kctx, kcancel := context.WithTimeout(ctx, time.Second)
+		_, _ = c.KeepAliveOnce(kctx, clientv3.LeaseID(id))
+		kcancel()
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // grantDone grants this member's "walk done" lease at p, the walk's last point.

@@ -234,6 +234,7 @@ func (o *options) resolveMember(r *resolved, pick func(flag, env string) string,
 		InitialAdvertisePeerURLs: orDefault(pick("initial-advertise-peer-urls", "INITIAL_ADVERTISE_PEER_URLS"), orDefault(served.InitialAdvertisePeerURLs, peerURL)),
 		ClientURL:                orDefault(pick("listen-client-urls", "LISTEN_CLIENT_URLS"), fmt.Sprintf("http://127.0.0.1:%d", port)),
 		ExtraArgs:                creds.StepArgs,
+		RaftArgs:                 creds.RaftArgs,
 	}
 	if strings.Contains(r.cfg.ClientURL, ",") {
 		return fmt.Errorf("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
