@@ -226,7 +226,7 @@ func (p *Process) WaitWrite(ctx context.Context, c *clientv3.Client) error {
 // requests that 3.4/3.5 used to set the cluster version, and panics on them.
 //
 // On a cluster of several a write can time out while another member restarts (a
-// leader election): such errors are retried until ctx ends, as in WaitWrite.
+// leader election): the writes go through WaitWrite, which retries such errors.
 func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64, error) {
 	var st *clientv3.StatusResponse
 	for {
@@ -253,18 +253,11 @@ func (p *Process) SaveSnapshot(ctx context.Context, c *clientv3.Client) (uint64,
 		if idx >= want {
 			return idx, nil
 		}
-		lease, err := p.readinessLease(ctx, c)
-		if err == nil {
-			err = Write(ctx, c, lease)
-		}
-		if err != nil && Permanent(err) {
+		if err := p.WaitWrite(ctx, c); err != nil {
 			return 0, fmt.Errorf("etcd %s: write to trigger a snapshot: %w", p.cfg.Version, err)
 		}
-		if serr := p.sleepOrDone(ctx, PollInterval); serr != nil {
-			if err != nil {
-				return 0, fmt.Errorf("etcd %s: write to trigger a snapshot (last: %v): %w", p.cfg.Version, err, serr)
-			}
-			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, serr)
+		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
+			return 0, fmt.Errorf("etcd %s: waiting for a snapshot at index %d (newest %d): %w", p.cfg.Version, want, idx, err)
 		}
 	}
 }

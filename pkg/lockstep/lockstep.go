@@ -44,7 +44,7 @@ type Cluster struct {
 	// killed member's migrator to be restarted (the kubelet's crash-loop back-off
 	// is capped at 5 min) and rerun its step; 0 grants none.
 	DoneTTL time.Duration
-	Logger *slog.Logger
+	Logger  *slog.Logger
 }
 
 // Point is a place in a walk where every member waits for the others: its

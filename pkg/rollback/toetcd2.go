@@ -10,7 +10,8 @@ import (
 )
 
 // ToEtcd2 rewrites the v3 keyspace as a v2 store in a fresh member dir (Convert),
-// then, for a 3.x target, runs etcd of To with the v2 API on it like any step.
+// then runs etcd of To (3.1 to 3.5: the planner's minWALReader) with the v2 API on
+// it like any step.
 type ToEtcd2 struct{ steprun.Move }
 
 func (ToEtcd2) Kind() steprun.Kind { return steprun.KindRollbackToEtcd2 }
@@ -49,11 +50,6 @@ func (s ToEtcd2) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	attrs := []any{"keys", res.Keys, "leased", res.Leased, "convert_ms", time.Since(start).Milliseconds()}
-	if s.To.Major() < 3 {
-		// etcd 2.x has no v3 API for the readiness checks; the offline
-		// verification stands.
-		return attrs, nil
-	}
 	t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{EnableV2: true})
 	if err != nil {
 		return nil, err

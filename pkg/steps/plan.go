@@ -124,25 +124,19 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 	return steps, nil
 }
 
-// toEtcd2Steps rolls etcd3 data back to etcd2: one minor at a time in etcd3 down to
-// the target's minor, then the keyspace becomes a v2 store served by the target.
-// The v2 API exists up to etcd 3.5; etcd 2.x data is reachable from 3.0 only (what
-// the Kubernetes rollback tool did).
 // minWALReader is the oldest etcd that reads the WAL etcd's wal package writes.
+// Found with the real 2.2.5 and 3.0.17: both panic reading it (a record length with
+// the padding flag set reads as a huge or negative size), and the package writes no
+// other format.
 var minWALReader = versionfile.MustVersion("3.1.0")
 
+// toEtcd2Steps rolls etcd3 data back to etcd2: one minor at a time in etcd3 down to
+// the target's minor, then the keyspace becomes a v2 store served by the target.
+// The v2 API exists up to etcd 3.5, and the conversion's WAL is read from 3.1 on:
+// the Kubernetes rollback tool's 3.0 -> 2.x is refused.
 func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if versionfile.CompareMinor(target.Version, minWALReader) < 0 {
-		// Found with the real 2.2.5 and 3.0.17: both panic reading the WAL
-		// (a record length with the padding flag set reads as a huge or negative
-		// size), and etcd's wal package writes no other format.
 		return nil, fmt.Errorf("%s -> %s: etcd %s cannot read the write-ahead log migrate writes (etcd 3.1 and newer pad its records to 8 bytes), so rollbacks to etcd2 at 2.x and 3.0 are %w; target etcd2 storage at 3.1 to 3.5", cur, target, target.Version, ErrNotSupported)
-	}
-	if target.Major() == 2 {
-		if cur.Major() != 3 || cur.Minor() != 0 {
-			return nil, fmt.Errorf("%s -> %s: etcd 2.x data is reachable from 3.0.x/etcd3 only; roll back to 3.0 first, or target 3.4/3.5 with etcd2 storage", cur, target)
-		}
-		return []steprun.Step{rollback.ToEtcd2{Move: steprun.Move{From: cur, To: target}}}, nil
 	}
 	if target.Major() != cur.Major() || !etcdversion.For(target.Version).V2API {
 		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older", cur, target, target.Version)

@@ -105,9 +105,9 @@ type Auth struct {
 	// HasRevision: the backend records an auth revision (etcd 3.1+ writes one
 	// when it opens a backend; 3.0 did not).
 	HasRevision bool
-	Users    []string
-	Roles    []string
-	Sum      uint64
+	Users       []string
+	Roles       []string
+	Sum         uint64
 }
 
 // ReadAuth reads the auth buckets with etcd's schema names; a backend without them
