@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 )
 
 // Token is the --initial-cluster-token every generated cluster uses.
@@ -103,31 +105,16 @@ func New(t testing.TB, binDir string, n int) *Cluster {
 	return c
 }
 
-// freePort returns a TCP port free on host a moment ago and not yet given to
-// another member (etcdtest.FreePort, but on the member's own address; for 0.0.0.0
-// the port is free on every interface).
+// freePort returns a port free on host (and every interface) a moment ago and not
+// yet given to another member.
 func freePort(t testing.TB, host string, taken map[int]bool) int {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			t.Fatalf("listen on %s: %v", host, err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		// Free on every address: the all-interfaces member binds 0.0.0.0, and a
-		// port bound on 127.0.0.1 by someone else would spoil the 0.0.0.0 check.
-		l2, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", fmt.Sprint(p)))
-		if err == nil {
-			l2.Close()
-			if !taken[p] {
-				taken[p] = true
-				return p
-			}
+	for {
+		if p := etcdtest.FreePortOn(t, host); !taken[p] {
+			taken[p] = true
+			return p
 		}
 	}
-	t.Fatalf("no free port on %s", host)
-	return 0
 }
 
 // Args is the served etcd's command line for m, as a static pod manifest gives it

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,17 +97,6 @@ func Checksum(t testing.TB, dir string) string {
 		t.Fatalf("checksum %s: %v", dir, err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Server is an etcd serving a data dir for a test: a pkg/etcdproc process, as
