@@ -67,7 +67,7 @@ func (s State) Reconcile(p versionfile.Pair) (versionfile.Pair, error) {
 	if c == 0 {
 		return p, nil
 	}
-	oneStep := versionfile.Major(dv) == p.Major() && (versionfile.Minor(dv) == p.Minor()+1 || versionfile.Minor(dv)+1 == p.Minor())
+	oneStep := versionfile.NextMinor(p.Version) == minor || versionfile.NextMinor(dv) == p.MinorString()
 	if p.Storage == versionfile.StorageEtcd2 {
 		// etcd2 data converts from its v2 store alone, whatever served it last;
 		// a newer etcd than version.txt says beyond one minor is a wrong file.

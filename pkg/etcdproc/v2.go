@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 )
 
 // DeleteV2 deletes key and everything below it through the v2 keys API of the
@@ -30,4 +32,57 @@ func (p *Process) DeleteV2(ctx context.Context, key string) error {
 		return fmt.Errorf("v2 delete %s: %s: %s", key, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// QuorumReadV2 makes etcd append and apply a raft entry without changing the v2
+// store: a quorum GET goes through raft but moves no store index. With the step's
+// --snapshot-count=1 a few of them make etcd 2.x save a snapshot, which it has no
+// other way to be asked for. A key that does not exist answers 404, which is fine.
+func (p *Process) QuorumReadV2(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p.URL(), "/")+"/v2/keys/etcd-migrate-snapshot-trigger?quorum=true", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("v2 quorum read: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("v2 quorum read: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// SaveSnapshotV2 waits until the newest v2 snapshot on disk records the cluster
+// version at minor, making etcd save snapshots with quorum reads meanwhile. It
+// returns the snapshot's index. Through the v2 API and the files only: etcd 2.x
+// has no v3 API.
+func (p *Process) SaveSnapshotV2(ctx context.Context, minor string) (uint64, error) {
+	var last string
+	var seen, lastIdx uint64
+	for {
+		idx, err := datadir.NewestSnapshotIndex(p.cfg.DataDir)
+		if err != nil {
+			return 0, err
+		}
+		if idx != seen { // decode each new snapshot once
+			seen = idx
+			if last, lastIdx, err = datadir.SnapshotClusterVersion(p.cfg.DataDir); err != nil {
+				return 0, err
+			}
+			if AtMinor(last, minor) {
+				return lastIdx, nil
+			}
+		}
+		if err := p.QuorumReadV2(ctx); err != nil && ctx.Err() != nil {
+			return 0, err
+		}
+		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
+			return 0, fmt.Errorf("etcd %s: waiting for a v2 snapshot recording cluster version %s (newest at index %d records %q): %w", p.cfg.Version, minor, lastIdx, last, err)
+		}
+	}
 }

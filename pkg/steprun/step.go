@@ -27,6 +27,7 @@ const (
 	KindV2ToV3          Kind = "v2-to-v3"
 	KindRollbackMinor   Kind = "rollback-minor"
 	KindRollbackToEtcd2 Kind = "rollback-to-etcd2"
+	KindUpgradeEtcd2    Kind = "upgrade-etcd2"
 )
 
 // Step is one planned move of the data. Run does the work; Env.Run records To in

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/rollback"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steps"
@@ -202,6 +203,13 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 				if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, from) >= 0 && versionfile.CompareMinor(b, s.To.Version) < 0 {
 					fail("step %d converts %v -> %v, but etcd %s is bundled and comes first", i+1, s.From, s.To, b)
 				}
+			}
+		case steprun.KindUpgradeEtcd2:
+			// One minor of etcd's series up (2.3 -> 3.0 included), in etcd2, run
+			// by an etcd that serves the v2 API.
+			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd2 ||
+				versionfile.NextMinor(s.From.Version) != s.To.MinorString() || !etcdversion.For(s.To.Version).V2API {
+				fail("step %d upgrades %v -> %v: not one minor up in etcd2 by an etcd serving v2", i+1, s.From, s.To)
 			}
 		case steprun.KindRollbackMinor:
 			if s.From.Storage != versionfile.StorageEtcd3 || s.To.Storage != versionfile.StorageEtcd3 ||

@@ -18,8 +18,8 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
-// ErrNotSupported marks moves the bundled binaries cannot make (etcd2-mode
-// upgrades, rollbacks below the oldest bundled minor); the message says what works.
+// ErrNotSupported marks moves the bundled binaries cannot make (etcd2 rollbacks,
+// rollbacks below 3.4); the message says what works.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Plan returns the ordered steps that bring data at current to target using only
@@ -41,8 +41,10 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 			return []steprun.Step{WriteVersion{steprun.Move{From: cur, To: target}}}, nil
 		case cur.Storage == versionfile.StorageEtcd3:
 			return toEtcd2Steps(cur, target, bundled)
+		case versionfile.CompareMinor(cur.Version, target.Version) < 0:
+			return etcd2Steps(cur, target, bundled)
 		}
-		return nil, fmt.Errorf("%s -> %s: etcd2 data moves to another minor only through etcd3; %w", cur, target, ErrNotSupported)
+		return nil, fmt.Errorf("%s -> %s: etcd has no downgrade of etcd2 data (etcd 2.x and the v2 API never had one); restore the backup taken before the upgrade, or convert to etcd3 first (TARGET_STORAGE=etcd3) and roll back from there: rollbacks are %w", cur, target, ErrNotSupported)
 	}
 	var steps []steprun.Step
 	converted := cur.Storage == versionfile.StorageEtcd2
@@ -93,6 +95,36 @@ func Plan(current *versionfile.Pair, target versionfile.Pair, bundled []*version
 		}
 		to := versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd3}
 		steps = append(steps, &UpgradeMinor{Move: steprun.Move{From: from, To: to}, converted: converted})
+		from = to
+	}
+	return steps, nil
+}
+
+// etcd2Steps upgrades etcd2 data in etcd2 storage one minor at a time in etcd's
+// release series (2.2 -> 2.3 -> 3.0 -> 3.1 ...), each minor at its newest bundled
+// patch and the last at the target. Each hop is the next minor's etcd run on the
+// data, as etcd's own upgrade guides have it; none is skipped, which also keeps
+// etcd's rule that 3.0 runs on 2.3 data before any later 3.x (3.0 writes the v3
+// backend that the later ones need).
+func etcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
+	if !etcdversion.For(target.Version).V2API {
+		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target etcd3 storage (TARGET_STORAGE=etcd3), which converts the data", cur, target, target.Version)
+	}
+	var steps []steprun.Step
+	from := cur
+	for versionfile.CompareMinor(from.Version, target.Version) < 0 {
+		next := versionfile.MustVersion(versionfile.NextMinor(from.Version) + ".0")
+		if versionfile.CompareMinor(next, target.Version) > 0 {
+			return nil, fmt.Errorf("%s -> %s: etcd's releases go from %s to %s; there is no etcd %s to upgrade to: fix TARGET_VERSION", cur, target, from.MinorString(), versionfile.MinorString(next), target.MinorString())
+		}
+		v := target.Version
+		if versionfile.CompareMinor(next, target.Version) < 0 {
+			if v = newestOfMinor(bundled, versionfile.Major(next), versionfile.Minor(next)); v == nil {
+				return nil, fmt.Errorf("%s -> %s: no bundled etcd %s.x, and etcd2 upgrades go one minor at a time (bundled: %s): bundle an etcd %s release", cur, target, versionfile.MinorString(next), joinVersions(bundled), versionfile.MinorString(next))
+			}
+		}
+		to := versionfile.Pair{Version: v, Storage: versionfile.StorageEtcd2}
+		steps = append(steps, UpgradeEtcd2{steprun.Move{From: from, To: to}})
 		from = to
 	}
 	return steps, nil

@@ -145,6 +145,18 @@ func MinorString(v *version.Version) string {
 	return fmt.Sprintf("%d.%d", Major(v), Minor(v))
 }
 
+// LastMinor2 is etcd 2's last minor: the minor after 2.3 is 3.0.
+const LastMinor2 = 3
+
+// NextMinor is the minor that follows v's in etcd's release series, as
+// "major.minor": 2.2 -> 2.3 -> 3.0 -> 3.1.
+func NextMinor(v *version.Version) string {
+	if Major(v) == 2 && Minor(v) >= LastMinor2 {
+		return "3.0"
+	}
+	return fmt.Sprintf("%d.%d", Major(v), Minor(v)+1)
+}
+
 // CompareMinor orders a and b by major.minor only: -1, 0 or 1.
 func CompareMinor(a, b *version.Version) int {
 	switch {

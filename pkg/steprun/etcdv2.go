@@ -1,0 +1,64 @@
+package steprun
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-version"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
+)
+
+// EtcdV2 runs etcd-<v> on etcd2 data as an etcd2-mode step does: until GET
+// /version reports the cluster version at v's minor and the newest v2 snapshot on
+// disk records it; then stops it gracefully. It uses only the v2 API and the
+// files (etcd 2.x has no v3 API) and writes no key: the v2 store's index, which
+// becomes the revisions when the data converts, does not move.
+func (e *Env) EtcdV2(ctx context.Context, s Step, v *version.Version) (timings []any, err error) {
+	log := e.Logger.With("step", string(s.Kind()), "etcd", v.String())
+	start := time.Now()
+	fault.Point(fault.StepBeforeStart)
+	p, err := etcdproc.Start(e.procConfig(v, true, log))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if _, serr := p.Stop(); serr != nil {
+				log.Warn("stop after failure", "err", serr)
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
+	defer cancel()
+	if _, err := p.WaitMinor(ctx); err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	fault.Point(fault.StepAfterStart)
+	minor := versionfile.MinorString(v)
+	vers, err := p.WaitMinor(ctx, minor)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	versionsAt := time.Since(start)
+	snapIdx, err := p.SaveSnapshotV2(ctx, minor)
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	stopFrom := time.Since(start)
+	fault.Point(fault.StepBeforeStop)
+	killed, err := p.Stop()
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w", s, err)
+	}
+	fault.Point(fault.StepAfterStop)
+	if killed {
+		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
+	}
+	return []any{"etcd", v.String(), "cluster_version", vers.Cluster, "snapshot_index", snapIdx,
+		"versions_ms", versionsAt.Milliseconds(), "snapshot_ms", stopFrom.Milliseconds(),
+		"stop_ms", (time.Since(start) - stopFrom).Milliseconds()}, nil
+}
