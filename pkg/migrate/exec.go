@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
@@ -46,8 +47,10 @@ func (c *Config) execArgs(userArgs []string) []string {
 	if os.Getenv(etcdconfig.FlagToEnv("data-dir")) == "" {
 		args = EtcdArgs(c.DataDir, userArgs) // adds it unless the args set one
 	}
-	if c.Target.Storage == versionfile.StorageEtcd2 && c.Target.Major() >= 3 && !etcdconfig.HasFlag(args, "enable-v2") {
-		args = append(append([]string(nil), args...), "--enable-v2=true") // etcd2 data is served by the v2 API
+	// etcd2 data is served by the v2 API; etcd before 3.2 always serves it and
+	// has no flag for it.
+	if c.Target.Storage == versionfile.StorageEtcd2 && !etcdversion.For(c.Target.Version).V2WithoutFlag && !etcdconfig.HasFlag(args, "enable-v2") {
+		args = append(append([]string(nil), args...), "--enable-v2=true")
 	}
 	return args
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
 func TestEtcdArgs(t *testing.T) {
@@ -79,6 +81,22 @@ func TestCheckExecArgs(t *testing.T) {
 			if !errors.As(err, &ie) {
 				t.Errorf("%q: not an InputError (exit 2): %T", tc.args, err)
 			}
+		}
+	}
+}
+
+// TestExecArgsEnableV2: an etcd2 target is served with the v2 API, by the flag
+// where the target has one (3.2 to 3.5) and without it before (2.x to 3.1, which
+// would refuse the unknown flag).
+func TestExecArgsEnableV2(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		want   bool
+	}{{"2.2.5/etcd2", false}, {"3.0.17/etcd2", false}, {"3.1.20/etcd2", false}, {"3.2.32/etcd2", true}, {"3.5.35/etcd2", true}, {"3.5.35/etcd3", false}} {
+		c := &Config{DataDir: "/d", Target: versionfile.MustPair(tc.target)}
+		got := strings.Contains(strings.Join(c.execArgs([]string{"--name=m"}), " "), "--enable-v2=true")
+		if got != tc.want {
+			t.Errorf("%s: --enable-v2=true added %v, want %v: %q", tc.target, got, tc.want, c.execArgs([]string{"--name=m"}))
 		}
 	}
 }
