@@ -1,13 +1,23 @@
 # etcd-migrate build, test and demo. `make demo` and `make test` are the two
 # commands a newcomer runs; see README.md.
 
-# The etcd versions the image bundles; the binaries are built from the Go module
-# proxy. The newest is the default target.
-BUNDLED_VERSIONS ?= 3.4.13 3.5.35 3.6.16 3.7.3
-# Releases before 3.4, built by hack/build-etcd.sh from the pins in hack/old-etcd/
-# (`make old-etcd-binaries`, part of `make test`). Not in the default bundle yet: pass them
-# in --bundled-versions (or BUNDLED_VERSIONS) to walk their data.
+# The etcd versions migrate and the image bundle; the binaries are built from the Go
+# module proxy (releases before 3.4 from the pins in hack/old-etcd/). The newest is
+# the default target. VARIANT=full (the default) bundles every release from 2.2.5,
+# so data written by any of them walks to the newest; VARIANT=slim only 3.4 and
+# newer (etcd2 data up to 3.5 still converts). 3.4.25 is the newest 3.4 patch the
+# module proxy serves: walks through 3.4 run it (etcd's patch rule); 3.4.13 stays
+# as a target (Kubernetes' own).
+VARIANT ?= full
+SLIM_VERSIONS ?= 3.4.13 3.4.25 3.5.35 3.6.16 3.7.3
 OLD_VERSIONS ?= 2.2.5 2.3.8 3.0.17 3.1.20 3.2.32 3.3.27
+ifeq ($(VARIANT),slim)
+BUNDLED_VERSIONS ?= $(SLIM_VERSIONS)
+else ifeq ($(VARIANT),full)
+BUNDLED_VERSIONS ?= $(OLD_VERSIONS) $(SLIM_VERSIONS)
+else
+$(error VARIANT=$(VARIANT): use full or slim)
+endif
 OUTPUT   ?= _output
 GO       ?= go
 TEST_TIMEOUT ?= 30m
@@ -129,10 +139,11 @@ test-e2e: build etcd-binaries
 
 # The image test: builds images/Dockerfile FROM scratch through hack/image.sh into a
 # temp buildah store (or with docker) and runs it on fixture data dirs, and runs
-# Kubernetes' GCE etcd manifest (testdata/gce-etcd.manifest) unchanged in it.
+# Kubernetes' GCE etcd manifest (testdata/gce-etcd.manifest) unchanged in it; then
+# builds the full variant (every release from 2.2.5) and walks 2.2.5 data in it.
 # ETCD_MIGRATE_IMAGE_RUNS=5 repeats the timed runs and prints medians.
-test-image: build etcd-binaries
-	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/image/
+test-image: build etcd-binaries old-etcd-binaries
+	ETCD_MIGRATE_BIN_DIR=$(abspath $(BIN_DIR)) ETCD_MIGRATE_FULL_VERSIONS="$(OLD_VERSIONS) $(SLIM_VERSIONS)" $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./test/image/
 
 # testdata/etcd.manifest.yaml decoded strictly as a v1.Pod, its command and env
 # parsed with migrate's own flag and environment code, its etcd flags checked
@@ -165,7 +176,7 @@ cross-check:
 # $(IMAGE):$(IMAGE_TAG)-linux-<arch> and the manifest list $(IMAGE):$(IMAGE_TAG).
 REGISTRY  ?= localhost
 IMAGE     ?= $(REGISTRY)/etcd-migrate
-IMAGE_TAG ?= $(NEWEST_VERSION)
+IMAGE_TAG ?= $(NEWEST_VERSION)$(if $(filter slim,$(VARIANT)),-slim)
 IMAGE_REF  = $(IMAGE):$(IMAGE_TAG)-linux-$(ARCH)
 IMAGE_ENV  = IMAGE=$(IMAGE_REF) ARCH=$(ARCH) BIN_DIR=$(BIN_DIR) BUNDLED_VERSIONS="$(BUNDLED_VERSIONS)" \
 	IMAGE_VERSION=$(IMAGE_TAG) CONTEXT_DIR=$(OUTPUT)/image/linux-$(ARCH) DEB_DIR=$(abspath $(OUTPUT))/debs

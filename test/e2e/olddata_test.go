@@ -34,7 +34,7 @@ import (
 
 // seedBundle is every release the image can bundle (BUNDLED_VERSIONS with the
 // old releases).
-const seedBundle = "2.2.5,2.3.8,3.0.17,3.1.20,3.2.32,3.3.27,3.4.13,3.5.35,3.6.16,3.7.3"
+const seedBundle = "2.2.5,2.3.8,3.0.17,3.1.20,3.2.32,3.3.27,3.4.13,3.4.25,3.5.35,3.6.16,3.7.3"
 
 var (
 	oldEtcd2Versions = []string{"2.2.5", "2.3.8", "3.0.17", "3.1.20", "3.2.32", "3.3.27"}
@@ -284,7 +284,11 @@ func TestOldEtcd3Data(t *testing.T) {
 				if r.code != 0 {
 					t.Fatalf("%s: exit %d\n%s", name, r.code, r.stderr)
 				}
-				for _, next := range strings.Split(seedBundle, ",")[2:] { // the 3.x
+				walked := strings.Split(seedBundle, ",")[2:] // the 3.x
+				for i, next := range walked {
+					if i+1 < len(walked) && minor(walked[i+1]) == minor(next) {
+						continue // a walk runs the newest patch of a minor (3.4.25, not 3.4.13)
+					}
 					if minor(next) > minor(v) && !strings.Contains(r.stderr, "version_txt="+next+"/etcd3 etcd="+next) {
 						t.Fatalf("%s: no minor step ran etcd %s:\n%s", name, next, r.stderr)
 					}

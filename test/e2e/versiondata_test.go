@@ -170,6 +170,36 @@ func TestPatchFloor(t *testing.T) {
 	assertServedKeyspace(t, binDir, "3.6.16", dataDir, want, "walk from 3.5.0 through the 3.5.35 floor")
 }
 
+// TestPatch3425Floor: with the image's default bundle, which carries 3.4.13 (a
+// target) and 3.4.25 (3.4's newest patch the module proxy serves), 3.4.13 data runs
+// the real etcd 3.4.25 before the 3.5 step, and a rollback to 3.4.13 ends there.
+func TestPatch3425Floor(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	bundle := "--bundled-versions=3.4.13,3.4.25,3.5.35,3.6.16,3.7.3"
+	pristine := etcdtest.ExtractFixture(t, fixture34)
+	want := baseline34(t, binDir, pristine)
+	dataDir := etcdtest.CopyDir(t, pristine)
+	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.5.35", "--exec=false", bundle)
+	if r.code != 0 {
+		t.Fatalf("walk to 3.5.35: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, w := range []string{"kind=upgrade-patch from=3.4.13/etcd3 version_txt=3.4.25/etcd3 etcd=3.4.25 cluster_version=3.4.0",
+		"kind=upgrade-minor from=3.4.25/etcd3 version_txt=3.5.35/etcd3 etcd=3.5.35 cluster_version=3.5.0"} {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("walk log lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	assertServedKeyspace(t, binDir, "3.5.35", dataDir, want, "walk from 3.4.13 through 3.4.25")
+	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.4.13", "--exec=false", bundle)
+	if r.code != 0 || !strings.Contains(r.stderr, "kind=rollback-minor from=3.5.35/etcd3 version_txt=3.4.13/etcd3") {
+		t.Fatalf("rollback to 3.4.13: exit %d\n%s", r.code, r.stderr)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.4.13/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+	assertServedKeyspace(t, binDir, "3.4.13", dataDir, want, "rollback to 3.4.13")
+}
+
 // TestDetectedPatchUnknown: data without version.txt tells its minor only; plan and
 // status print it as 3.4.x (not an invented 3.4.0), and the walk runs the newest
 // bundled 3.4 first.

@@ -24,6 +24,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 )
 
 const (
@@ -45,13 +46,13 @@ func TestImage(t *testing.T) {
 		root: filepath.Join(tmp, "storage"), runroot: filepath.Join(tmp, "run")}
 	t.Cleanup(func() { tl.cleanup(t) }) // before TempDir's removal
 	ctxDir := filepath.Join(tmp, "context")
-	took := tl.build(t, binDir, ctxDir)
+	took := tl.build(t, binDir, ctxDir, etcdtest.Bundled)
 	t.Logf("image %s built FROM scratch with %s in %v: %s (binaries %s)", tl.image, toolName,
 		took.Round(time.Millisecond), tl.size(t), mib(dirBytes(t, filepath.Join(ctxDir, "bin"))))
 	checkShellBudget(t, ctxDir)
 
 	t.Run("Config", func(t *testing.T) { testConfig(t, tl) })
-	t.Run("Binaries", func(t *testing.T) { testBinaries(t, tl) })
+	t.Run("Binaries", func(t *testing.T) { testBinaries(t, tl, etcdtest.Bundled) })
 	t.Run("ShellAndHelpers", func(t *testing.T) { testShellAndHelpers(t, tl) })
 	t.Run("Etcd2To37NoopRollback", func(t *testing.T) { testEtcd2Walk(t, tl, binDir) })
 	t.Run("NonRootUID", func(t *testing.T) { testNonRoot(t, tl, binDir) })
@@ -125,17 +126,25 @@ func testConfig(t *testing.T, tl *tool) {
 
 // testBinaries: every bundled binary runs in the image, and etcd/etcdctl/etcdutl
 // are the newest version.
-func testBinaries(t *testing.T, tl *tool) {
+func testBinaries(t *testing.T, tl *tool, bundle string) {
 	type check struct {
 		argv []string
 		want string
 	}
 	var checks []check
-	for _, v := range strings.Split(etcdtest.Bundled, ",") {
-		checks = append(checks,
-			check{[]string{"/usr/local/bin/etcd-" + v, "--version"}, "etcd Version: " + v},
-			check{[]string{"/usr/local/bin/etcdctl-" + v, "version"}, "etcdctl version: " + v})
-		if !strings.HasPrefix(v, "3.4.") {
+	for _, v := range strings.Split(bundle, ",") {
+		checks = append(checks, check{[]string{"/usr/local/bin/etcd-" + v, "--version"}, "etcd Version: " + v})
+		caps := etcdversion.Of(v)
+		switch {
+		case strings.HasPrefix(v, "2."):
+			checks = append(checks, check{[]string{"/usr/local/bin/etcdctl-" + v, "--version"}, "etcdctl version " + v})
+		case !caps.ClusterVersionInBackend:
+			// Before 3.4 etcdctl speaks v2 unless told otherwise.
+			checks = append(checks, check{[]string{"/usr/local/bin/etcdctl-" + v, "--version"}, "etcdctl version: " + v})
+		default:
+			checks = append(checks, check{[]string{"/usr/local/bin/etcdctl-" + v, "version"}, "etcdctl version: " + v})
+		}
+		if caps.Etcdutl {
 			checks = append(checks, check{[]string{"/usr/local/bin/etcdutl-" + v, "version"}, "etcdutl version: " + v})
 		}
 	}

@@ -75,14 +75,15 @@ func (tl *tool) run(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// build runs hack/image.sh build FROM scratch with the test's binaries.
-func (tl *tool) build(t *testing.T, binDir, contextDir string) time.Duration {
+// build runs hack/image.sh build FROM scratch with the test's binaries of the
+// bundle (comma separated).
+func (tl *tool) build(t *testing.T, binDir, contextDir, bundle string) time.Duration {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(etcdtest.RepoRoot(), "hack", "image.sh"), "build")
 	cmd.Env = append(os.Environ(), tl.toolEnv()...)
 	cmd.Env = append(cmd.Env,
 		"IMAGE="+tl.image, "ARCH="+runtime.GOARCH, "BIN_DIR="+binDir,
-		"BUNDLED_VERSIONS="+etcdtest.Bundled, "BASE_IMAGE=scratch", "CONTEXT_DIR="+contextDir,
+		"BUNDLED_VERSIONS="+bundle, "BASE_IMAGE=scratch", "CONTEXT_DIR="+contextDir,
 		"IMAGE_VERSION=test")
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
