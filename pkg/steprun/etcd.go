@@ -79,16 +79,25 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 		}
 	}
 	stopFrom := time.Since(start)
+	if err := e.stop(p, s, log); err != nil {
+		return nil, err
+	}
+	return append(t, "barrier_ms", (stopFrom - barrierFrom).Milliseconds(), "stop_ms", (time.Since(start) - stopFrom).Milliseconds()), nil
+}
+
+// stop stops a step's etcd that has done its work (snapshot saved): gracefully,
+// killed after the stop timeout, which costs nothing durable.
+func (e *Env) stop(p *etcdproc.Process, s Step, log *slog.Logger) error {
 	fault.Point(fault.StepBeforeStop)
 	killed, err := p.Stop()
 	if err != nil {
-		return nil, fmt.Errorf("step %s: %w", s, err)
+		return fmt.Errorf("step %s: %w", s, err)
 	}
 	fault.Point(fault.StepAfterStop)
 	if killed {
 		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
 	}
-	return append(t, "barrier_ms", (stopFrom - barrierFrom).Milliseconds(), "stop_ms", (time.Since(start) - stopFrom).Milliseconds()), nil
+	return nil
 }
 
 // runUntilSnapshot waits for the started etcd to answer, for the cluster version

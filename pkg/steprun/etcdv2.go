@@ -49,14 +49,8 @@ func (e *Env) EtcdV2(ctx context.Context, s Step, v *version.Version) (timings [
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	stopFrom := time.Since(start)
-	fault.Point(fault.StepBeforeStop)
-	killed, err := p.Stop()
-	if err != nil {
-		return nil, fmt.Errorf("step %s: %w", s, err)
-	}
-	fault.Point(fault.StepAfterStop)
-	if killed {
-		log.Warn("etcd did not stop within the stop timeout and was killed; its data is crash-safe and the snapshot was already saved", "stop_timeout", e.StopTimeout)
+	if err := e.stop(p, s, log); err != nil {
+		return nil, err
 	}
 	return []any{"etcd", v.String(), "cluster_version", vers.Cluster, "snapshot_index", snapIdx,
 		"versions_ms", versionsAt.Milliseconds(), "snapshot_ms", stopFrom.Milliseconds(),

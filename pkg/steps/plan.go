@@ -19,7 +19,7 @@ import (
 )
 
 // ErrNotSupported marks moves the bundled binaries cannot make (etcd2 rollbacks,
-// rollbacks below 3.4); the message says what works.
+// etcd2 at 2.x or 3.0 from etcd3); the message says what works.
 var ErrNotSupported = errors.New("not supported yet")
 
 // Plan returns the ordered steps that bring data at current to target using only
@@ -131,10 +131,13 @@ func etcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]ste
 }
 
 // rollbackSteps goes down one minor per step. Each step needs the bundled etcd of
-// the minor it leaves (to downgrade the cluster) and of the minor it reaches.
+// the minor it leaves (to downgrade the cluster, or to take the snapshot below
+// 3.6) and of the minor it reaches. Within etcd 3 every minor down to 3.0 has a
+// path: the downgrade API from 3.6, a snapshot restored by the older etcdctl
+// before (each etcdctl writes the WAL its own etcd reads).
 func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
-	if target.Major() != 3 || target.Minor() < 4 {
-		return nil, fmt.Errorf("%s -> %s: rollbacks below 3.4 are %w", cur, target, ErrNotSupported)
+	if target.Major() != 3 {
+		return nil, fmt.Errorf("%s -> %s: rollbacks out of etcd 3 are %w", cur, target, ErrNotSupported)
 	}
 	from := cur
 	for minor := cur.Minor() - 1; minor >= target.Minor(); minor-- {
