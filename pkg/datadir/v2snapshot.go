@@ -1,41 +1,86 @@
 package datadir
 
 import (
+	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"path/filepath"
+	"sort"
 
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.uber.org/zap"
 )
 
-// SnapshotClusterVersion is the cluster version the newest v2 snapshot of dataDir
-// records (the v2 store's /0/version, as every etcd 2.x and 3.x writes it), with
-// the snapshot's index; "" and 0 when there is no snapshot. An etcd2-mode step
-// counts as done once its etcd saved a snapshot recording its own minor.
+// SnapshotClusterVersion is the cluster version the newest readable v2 snapshot of
+// dataDir records (the v2 store's /0/version, as every etcd 2.x and 3.x writes it),
+// with the snapshot's index; "" and 0 when there is none. An etcd2-mode step counts
+// as done once its etcd saved a snapshot recording its own minor. It only reads:
+// etcd's Snapshotter.Load would rename a snapshot it cannot read, which etcd 2.x
+// may still be writing (it writes in place, not by rename).
 func SnapshotClusterVersion(dataDir string) (string, uint64, error) {
-	s, err := snap.New(zap.NewNop(), SnapDir(dataDir)).Load()
-	if errors.Is(err, snap.ErrNoSnapshot) {
-		return "", 0, nil
-	}
+	names, err := filepath.Glob(filepath.Join(SnapDir(dataDir), "*.snap"))
 	if err != nil {
-		return "", 0, fmt.Errorf("load v2 snapshot in %s: %w", SnapDir(dataDir), err)
+		return "", 0, err
 	}
-	// Two levels are decoded (/0/version); deeper keys are skipped unparsed.
-	var store struct {
-		Root struct {
-			Children map[string]*struct {
-				Children map[string]*struct{ Value string }
-			}
+	// <term>-<index>.snap in fixed-width hex: the newest sorts last.
+	sort.Strings(names)
+	for i := len(names) - 1; i >= 0; i-- {
+		s, err := snap.Read(zap.NewNop(), names[i])
+		if err != nil {
+			continue // being written, or broken: etcd skips it too
+		}
+		v, err := storeClusterVersion(s.Data)
+		if err != nil {
+			return "", 0, fmt.Errorf("v2 snapshot %s: %w", names[i], err)
+		}
+		return v, s.Metadata.Index, nil
+	}
+	return "", 0, nil
+}
+
+// storeClusterVersion reads /0/version from a v2 store's snapshot JSON without
+// decoding the keys: the store marshals its children's map in key order, so /0
+// comes before the /1 tree, which can be hundreds of MB; reading stops at /0.
+func storeClusterVersion(data []byte) (string, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	// {"Root": {..., "Children": {"0": {...}, "1": {...}}}, ...}
+	for _, key := range []string{"Root", "Children", "0"} {
+		found, err := enterField(dec, key)
+		if err != nil || !found {
+			return "", err
 		}
 	}
-	if err := json.Unmarshal(s.Data, &store); err != nil {
-		return "", 0, fmt.Errorf("v2 snapshot at index %d in %s: %w", s.Metadata.Index, SnapDir(dataDir), err)
+	var zero struct {
+		Children map[string]struct{ Value string }
 	}
-	if m := store.Root.Children["0"]; m != nil {
-		if v := m.Children["version"]; v != nil {
-			return v.Value, s.Metadata.Index, nil
+	if err := dec.Decode(&zero); err != nil {
+		return "", err
+	}
+	return zero.Children["version"].Value, nil
+}
+
+// enterField reads the next object's fields up to key, skipping the others'
+// values, and leaves dec at key's value. found is false when the object has none.
+func enterField(dec *json.Decoder, key string) (found bool, err error) {
+	t, err := dec.Token()
+	if err != nil {
+		return false, err
+	}
+	if t != json.Delim('{') {
+		return false, fmt.Errorf("not a v2 store: %v where an object holding %q belongs", t, key)
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false, err
+		}
+		if t == key {
+			return true, nil
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return false, err
 		}
 	}
-	return "", s.Metadata.Index, nil
+	return false, nil
 }

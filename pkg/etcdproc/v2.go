@@ -57,10 +57,15 @@ func (p *Process) QuorumReadV2(ctx context.Context) error {
 	return nil
 }
 
+// V2SnapshotCount is the --snapshot-count of an etcd2-mode step's etcd.
+const V2SnapshotCount = 100
+
 // SaveSnapshotV2 waits until the newest v2 snapshot on disk records the cluster
-// version at minor, making etcd save snapshots with quorum reads meanwhile. It
-// returns the snapshot's index. Through the v2 API and the files only: etcd 2.x
-// has no v3 API.
+// version at minor and returns its index. Through the v2 API and the files only:
+// etcd 2.x has no v3 API and no call that saves a snapshot. Quorum reads are raft
+// entries that change no key: sent in bursts while no new snapshot shows up, they
+// make etcd save one within V2SnapshotCount of them; none is sent while a new one
+// is being written.
 func (p *Process) SaveSnapshotV2(ctx context.Context, minor string) (uint64, error) {
 	var last string
 	var seen, lastIdx uint64
@@ -69,17 +74,24 @@ func (p *Process) SaveSnapshotV2(ctx context.Context, minor string) (uint64, err
 		if err != nil {
 			return 0, err
 		}
-		if idx != seen { // decode each new snapshot once
-			seen = idx
+		if idx != seen {
 			if last, lastIdx, err = datadir.SnapshotClusterVersion(p.cfg.DataDir); err != nil {
 				return 0, err
 			}
 			if AtMinor(last, minor) {
 				return lastIdx, nil
 			}
-		}
-		if err := p.QuorumReadV2(ctx); err != nil && ctx.Err() != nil {
-			return 0, err
+			if lastIdx == idx {
+				seen = idx
+			} else if err := p.sleepOrDone(ctx, 100*time.Millisecond); err != nil { // still being written
+				return 0, err
+			}
+		} else {
+			for i := 0; i < 20; i++ {
+				if err := p.QuorumReadV2(ctx); err != nil && ctx.Err() != nil {
+					return 0, err
+				}
+			}
 		}
 		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
 			return 0, fmt.Errorf("etcd %s: waiting for a v2 snapshot recording cluster version %s (newest at index %d records %q): %w", p.cfg.Version, minor, lastIdx, last, err)

@@ -21,7 +21,13 @@ func (e *Env) EtcdV2(ctx context.Context, s Step, v *version.Version) (timings [
 	log := e.Logger.With("step", string(s.Kind()), "etcd", v.String())
 	start := time.Now()
 	fault.Point(fault.StepBeforeStart)
-	p, err := etcdproc.Start(e.procConfig(v, true, log))
+	cfg := e.procConfig(v, true, log)
+	// etcd 2.x saves a snapshot of the whole v2 store (about a second per 100 MB)
+	// every --snapshot-count entries, its leader's SYNC entries (every 500 ms)
+	// included: with 1 it would do little else on a large store. 100 quorum reads
+	// trigger one when wanted.
+	cfg.SnapshotCount = etcdproc.V2SnapshotCount
+	p, err := etcdproc.Start(cfg)
 	if err != nil {
 		return nil, err
 	}
