@@ -93,3 +93,44 @@ func TestOldRollbackTo30(t *testing.T) {
 	t.Logf("3.7.3 -> %s in %v (7 steps): etcd %s serves %d keys at revision %d, %d leases, compacted at %d: identical to what it wrote",
 		v, took.Round(time.Millisecond), v, len(after.Keys), after.Revision, len(after.Leases), gen.CompactRevision)
 }
+
+// TestOldRollbackToEtcd2At31: 3.4.13/etcd3 data rolls back in etcd3 to 3.1 (three
+// snapshot restores) and then to etcd2 at 3.1.20, the oldest etcd that reads the
+// WAL migrate writes; the real 3.1.20 serves every key through v2 with its value,
+// createdIndex = create_revision and modifiedIndex = mod_revision.
+func TestOldRollbackToEtcd2At31(t *testing.T) {
+	binDir := oldBinDir(t, "3.1.20")
+	pristine := etcdtest.ExtractFixture(t, fixture34)
+	want := baseline34(t, binDir, pristine)
+	dataDir := etcdtest.CopyDir(t, pristine)
+	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.1.20", "--target-storage=etcd2", "--exec=false", "--bundled-versions="+seedBundle)
+	if r.code != 0 {
+		t.Fatalf("3.4.13/etcd3 -> 3.1.20/etcd2: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, w := range []string{"kind=rollback-minor from=3.2.32/etcd3 version_txt=3.1.20/etcd3",
+		"kind=rollback-to-etcd2 from=3.1.20/etcd3 version_txt=3.1.20/etcd2 etcd=3.1.20", `msg="migration done" version_txt=3.1.20/etcd2 steps=4`} {
+		if !strings.Contains(r.stderr, w) {
+			t.Fatalf("log lacks %q:\n%s", w, r.stderr)
+		}
+	}
+	s, err := fixture.StartOld(binDir, "3.1.20", dataDir, fixture.PortPair(t), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	got := etcdtest.DumpV2(t, s.URL)
+	n := 0
+	for k, kv := range want.Keys {
+		g, ok := got[k]
+		if !ok || g.Dir || g.Value != kv.Value || g.CreatedIndex != uint64(kv.CreateRevision) || g.ModifiedIndex != uint64(kv.ModRevision) {
+			t.Fatalf("key %q: v3 %+v, served by 3.1.20 through v2 as %+v (present %v)", k, kv, g, ok)
+		}
+		n++
+	}
+	for k, g := range got {
+		if _, ok := want.Keys[k]; !ok && !g.Dir {
+			t.Fatalf("key %q appeared", k)
+		}
+	}
+	t.Logf("3.4.13/etcd3 -> 3.1.20/etcd2: etcd 3.1.20 serves the %d keys through v2, indexes = revisions", n)
+}
