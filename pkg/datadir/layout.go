@@ -23,11 +23,17 @@ func SnapDir(dataDir string) string     { return filepath.Join(dataDir, "member"
 // NewestSnapshotIndex is the raft index of the newest member/snap/<term>-<index>.snap
 // file, 0 when there is none.
 func NewestSnapshotIndex(dataDir string) (uint64, error) {
+	idx, _, err := NewestSnapshotFile(dataDir)
+	return idx, err
+}
+
+// NewestSnapshotFile is NewestSnapshotIndex with the file's size (-1 when none).
+func NewestSnapshotFile(dataDir string) (index uint64, size int64, err error) {
 	names, err := filepath.Glob(filepath.Join(SnapDir(dataDir), "*.snap"))
 	if err != nil {
-		return 0, err
+		return 0, -1, err
 	}
-	var newest uint64
+	size = -1
 	for _, n := range names {
 		base := strings.TrimSuffix(filepath.Base(n), ".snap")
 		_, idxHex, ok := strings.Cut(base, "-")
@@ -38,9 +44,9 @@ func NewestSnapshotIndex(dataDir string) (uint64, error) {
 		if err != nil {
 			continue
 		}
-		if _, err := os.Stat(n); err == nil && idx > newest {
-			newest = idx
+		if fi, err := os.Stat(n); err == nil && idx > index {
+			index, size = idx, fi.Size()
 		}
 	}
-	return newest, nil
+	return index, size, nil
 }

@@ -68,31 +68,35 @@ const V2SnapshotCount = 100
 // is being written.
 func (p *Process) SaveSnapshotV2(ctx context.Context, minor string) (uint64, error) {
 	var last string
-	var seen, lastIdx uint64
+	var seen, lastIdx, prevIdx uint64
+	prevSize := int64(-1)
 	for {
-		idx, err := datadir.NewestSnapshotIndex(p.cfg.DataDir)
+		idx, size, err := datadir.NewestSnapshotFile(p.cfg.DataDir)
 		if err != nil {
 			return 0, err
 		}
-		if idx != seen {
+		switch {
+		case idx == seen:
+			for i := 0; i < 20; i++ {
+				if err := p.QuorumReadV2(ctx); err != nil && ctx.Err() != nil {
+					return 0, err
+				}
+			}
+		case idx != prevIdx || size != prevSize:
+			// A new snapshot, maybe still growing (etcd 2.x writes it in place):
+			// read it, a copy of the whole store, once it stopped.
+		default:
 			if last, lastIdx, err = datadir.SnapshotClusterVersion(p.cfg.DataDir); err != nil {
 				return 0, err
 			}
 			if AtMinor(last, minor) {
 				return lastIdx, nil
 			}
-			if lastIdx == idx {
+			if lastIdx == idx { // else unreadable yet: look again
 				seen = idx
-			} else if err := p.sleepOrDone(ctx, 100*time.Millisecond); err != nil { // still being written
-				return 0, err
-			}
-		} else {
-			for i := 0; i < 20; i++ {
-				if err := p.QuorumReadV2(ctx); err != nil && ctx.Err() != nil {
-					return 0, err
-				}
 			}
 		}
+		prevIdx, prevSize = idx, size
 		if err := p.sleepOrDone(ctx, PollInterval); err != nil {
 			return 0, fmt.Errorf("etcd %s: waiting for a v2 snapshot recording cluster version %s (newest at index %d records %q): %w", p.cfg.Version, minor, lastIdx, last, err)
 		}

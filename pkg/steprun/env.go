@@ -8,11 +8,14 @@ import (
 	"os"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/etcd-migrate/etcd-migrate/pkg/diskspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/keyspace"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lockstep"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/v2tov3"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -43,8 +46,10 @@ type Env struct {
 	Cluster *lockstep.Cluster
 	Logger  *slog.Logger
 
-	// keys is the keyspace digest of the data as the last step left it.
-	keys *keyspace.Digest
+	// keys is the keyspace digest of the data as the last step left it; v2keys
+	// the v2 keyspace as the last etcd2-mode step left it.
+	keys   *keyspace.Digest
+	v2keys *v2tov3.V2Keys
 }
 
 // Run executes one step and records its result in version.txt only once the data is
@@ -150,4 +155,34 @@ func (e *Env) keysBefore(s Step) (*keyspace.Digest, time.Duration, error) {
 		return nil, 0, fmt.Errorf("before step %s: %w", s, err)
 	}
 	return d, d.Duration, nil
+}
+
+// KeepV2Keys is KeepKeys for an etcd2-mode step: the v2 keyspace, rebuilt offline
+// from the snapshot and WAL before and after, must come out with every key's
+// value, indexes and expiry unchanged (keys that expired meanwhile may go).
+func (e *Env) KeepV2Keys(s Step, work func() ([]any, error)) ([]any, error) {
+	lg := zap.NewNop()
+	before, cost := e.v2keys, time.Duration(0)
+	if before == nil {
+		var err error
+		if before, err = v2tov3.ReadV2Keys(lg, e.DataDir); err != nil {
+			return nil, fmt.Errorf("before step %s: %w", s, err)
+		}
+		cost = before.Duration
+	}
+	e.v2keys = nil
+	t, err := work()
+	if err != nil {
+		return nil, err
+	}
+	after, err := v2tov3.ReadV2Keys(lg, e.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("after step %s: %w", s, err)
+	}
+	expired, err := v2tov3.CompareV2Keys(before, after, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("step %s: %w (compared offline after etcd %s stopped)", s, err, s.Span().To.Version)
+	}
+	e.v2keys = after
+	return append(t, "keys", len(after.Keys), "keys_expired", expired, "digest_ms", (cost + after.Duration).Milliseconds()), nil
 }

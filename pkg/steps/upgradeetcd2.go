@@ -10,7 +10,8 @@ import (
 // UpgradeEtcd2 moves etcd2 data one minor up in etcd2 storage (the seed's 2.2 ->
 // 2.3 -> 3.0) by running the next minor's etcd on it until the cluster version
 // and a v2 snapshot are at that minor (steprun.Env.EtcdV2). etcd reads its own
-// older data; migrate writes no key, so every v2 index stays.
+// older data; migrate writes no key, so every v2 index stays, which the step
+// proves by comparing the v2 keyspace before and after (Env.KeepV2Keys).
 type UpgradeEtcd2 struct{ steprun.Move }
 
 func (UpgradeEtcd2) Kind() steprun.Kind { return steprun.KindUpgradeEtcd2 }
@@ -32,5 +33,5 @@ func (s UpgradeEtcd2) Preflight(env *steprun.Env) error {
 }
 
 func (s UpgradeEtcd2) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
-	return env.EtcdV2(ctx, s, s.To.Version)
+	return env.KeepV2Keys(s, func() ([]any, error) { return env.EtcdV2(ctx, s, s.To.Version) })
 }

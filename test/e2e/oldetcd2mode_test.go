@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,7 +65,8 @@ func TestOldEtcd2UpgradesInEtcd2(t *testing.T) {
 	if got := readVersionTxt(t, dataDir); got != "3.0.17/etcd2\n" {
 		t.Fatalf("version.txt = %q, want 3.0.17/etcd2", got)
 	}
-	t.Logf("rerun: %s", logLine(r.stderr, "kind=upgrade-etcd2"))
+	rerun := r.stderr
+	t.Logf("rerun: %s", logLine(rerun, "kind=upgrade-etcd2"))
 
 	s, err := fixture.StartOld(binDir, "3.0.17", dataDir, fixture.PortPair(t), 0)
 	if err != nil {
@@ -99,6 +101,10 @@ func TestOldEtcd2UpgradesInEtcd2(t *testing.T) {
 	srv.Stop()
 	if keys < 200 || leased < 30 {
 		t.Fatalf("only %d keys (%d leased) compared at 3.7.3", keys, leased)
+	}
+	// The step proved the same keyspace offline (keys counted after it).
+	if w := fmt.Sprintf(" keys=%d keys_expired=0 ", keys); !strings.Contains(logLine(rerun, "kind=upgrade-etcd2"), w) {
+		t.Fatalf("the 3.0.17 step's line lacks %q: %s", w, logLine(rerun, "kind=upgrade-etcd2"))
 	}
 	t.Logf("3.0.17/etcd2 -> 3.7.3/etcd3: %d keys, %d leased, identical", keys, leased)
 }
