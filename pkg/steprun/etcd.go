@@ -45,15 +45,7 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			// Leave nothing running; the data stays at the last recorded state
-			// plus whatever this etcd durably applied, which a rerun redoes.
-			if _, serr := p.Stop(); serr != nil {
-				log.Warn("stop after failure", "err", serr)
-			}
-		}
-	}()
+	defer stopIfFailed(p, log, &err)
 	timeout := e.ReadyTimeout
 	if e.Cluster != nil {
 		// The waits for the other members have a bound of their own.
@@ -83,6 +75,18 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 		return nil, err
 	}
 	return append(t, "barrier_ms", (stopFrom - barrierFrom).Milliseconds(), "stop_ms", (time.Since(start) - stopFrom).Milliseconds()), nil
+}
+
+// stopIfFailed stops a step's etcd when the step failed (*err set): nothing is left
+// running; the data stays at the last recorded state plus whatever this etcd
+// durably applied, which a rerun redoes.
+func stopIfFailed(p *etcdproc.Process, log *slog.Logger, err *error) {
+	if *err == nil {
+		return
+	}
+	if _, serr := p.Stop(); serr != nil {
+		log.Warn("stop after failure", "err", serr)
+	}
 }
 
 // stop stops a step's etcd that has done its work (snapshot saved): gracefully,

@@ -31,13 +31,7 @@ func (e *Env) EtcdV2(ctx context.Context, s Step, v *version.Version) (timings [
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			if _, serr := p.Stop(); serr != nil {
-				log.Warn("stop after failure", "err", serr)
-			}
-		}
-	}()
+	defer stopIfFailed(p, log, &err)
 	ctx, cancel := context.WithTimeout(ctx, e.ReadyTimeout)
 	defer cancel()
 	if _, err := p.WaitMinor(ctx); err != nil {
