@@ -35,9 +35,9 @@ func (p *Process) DeleteV2(ctx context.Context, key string) error {
 }
 
 // QuorumReadV2 makes etcd append and apply a raft entry without changing the v2
-// store: a quorum GET goes through raft but moves no store index. With the step's
-// --snapshot-count=1 a few of them make etcd 2.x save a snapshot, which it has no
-// other way to be asked for. A key that does not exist answers 404, which is fine.
+// store: a quorum GET goes through raft but moves no store index. V2SnapshotCount
+// of them make etcd 2.x save a snapshot, which it has no other way to be asked
+// for. A key that does not exist answers 404, which is fine.
 func (p *Process) QuorumReadV2(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
