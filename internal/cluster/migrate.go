@@ -126,10 +126,11 @@ func (r *MigrateRun) Elapsed() time.Duration {
 
 // Kill SIGKILLs the migrate process alone (not its process group: the step etcd
 // it started goes down through its parent-death signal, as on a real node) and
-// waits for it.
-func (r *MigrateRun) Kill() {
+// waits for it and for its children.
+func (r *MigrateRun) Kill(t testing.TB) {
 	_ = r.Cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
+	etcdtest.WaitChildrenGone(t, r.Member.DataDir, 5*time.Second)
 }
 
 // Stop ends the run if still going: SIGTERM, SIGKILL of its group after 30 s.

@@ -6,9 +6,11 @@ import (
 	"syscall"
 )
 
-func setProcAttrs(cmd *exec.Cmd) {
-	// Own process group: a Ctrl-C on migrate's terminal reaches migrate only, which
-	// then stops the child gracefully. Pdeathsig: the child never outlives migrate.
+// DiesWithMigrate sets up every child migrate starts (etcd, etcdctl, etcdutl).
+// Own process group: a Ctrl-C on migrate's terminal reaches migrate only, which
+// then stops the child gracefully. Pdeathsig: the child never outlives migrate, so
+// a rerun after a kill never races a restore still writing into the data dir.
+func DiesWithMigrate(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 

@@ -7,7 +7,8 @@ import (
 	"os/exec"
 )
 
-func setProcAttrs(*exec.Cmd) {}
+// DiesWithMigrate: process groups and Pdeathsig are Linux-only.
+func DiesWithMigrate(*exec.Cmd) {}
 
 func terminate(p *os.Process) error { return p.Signal(os.Interrupt) }
 

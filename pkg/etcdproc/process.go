@@ -216,7 +216,7 @@ func Start(cfg Config) (_ *Process, err error) {
 	}()
 	cmd := exec.Command(cfg.Binary, cfg.Args()...)
 	cmd.Env = childEnv()
-	setProcAttrs(cmd)
+	DiesWithMigrate(cmd)
 	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50),
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.tls.clientConfig()}}}
 	stderr, err := cmd.StderrPipe()

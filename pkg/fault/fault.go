@@ -52,6 +52,7 @@ const (
 	ConvertMidWrite    = "v2tov3.mid-write"         // some keys committed to the new backend
 	ConvertBeforeSwap  = "v2tov3.before-swap"       // new member dir verified, not swapped in
 	MemberDirMidSwap   = "memberdir.mid-swap"       // old member dir moved aside, new one not in place
+	RestoreRunning     = "rollback.restore-running" // the older etcdctl's snapshot restore started, not done
 	RollbackMidWrite   = "rollback.mid-write"       // v2 snapshot being written
 	RollbackBeforeSwap = "rollback.before-swap"     // etcd2 member dir verified, not swapped in
 )
@@ -62,7 +63,7 @@ var Points = []string{
 	StepBeforeStart, StepAfterStart, StepBeforeStop, StepAfterStop,
 	VersionAfterTemp, VersionAfterSync, VersionAfterRename,
 	ConvertMidWrite, ConvertBeforeSwap, MemberDirMidSwap,
-	RollbackMidWrite, RollbackBeforeSwap,
+	RestoreRunning, RollbackMidWrite, RollbackBeforeSwap,
 }
 
 // trigger is one configured fault: a point, the occurrence that fires it and how

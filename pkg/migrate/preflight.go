@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -171,6 +172,7 @@ func checkBinaryVersion(path string) error {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(envWithoutEtcd(), "ETCDCTL_API=3")
 	cmd.WaitDelay = time.Second
+	etcdproc.DiesWithMigrate(cmd)
 	out, err := cmd.Output()
 	if ctx.Err() != nil {
 		return fmt.Errorf("bundled binary %s did not answer `%s %s` within %s: it is not a working etcd binary; rebuild it (make etcd-binaries) or fix --bin-dir", path, base, strings.Join(args, " "), versionCheckTimeout)

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-version"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
@@ -61,6 +62,7 @@ func (c *Config) checkTargetAccepts() error {
 	cmd := exec.CommandContext(ctx, bin, append(append(append([]string(nil), args...), envFlags...), "--version")...)
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
+	etcdproc.DiesWithMigrate(cmd)
 	out, runErr := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s did not answer `%s <args after --> --version` within %s", bin, target, versionCheckTimeout)
@@ -209,6 +211,7 @@ func readEtcdHelp(bin string) (map[string]string, error) {
 	cmd := exec.CommandContext(ctx, bin, "--help")
 	cmd.Env = envWithoutEtcd()
 	cmd.WaitDelay = time.Second
+	etcdproc.DiesWithMigrate(cmd)
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil || (err != nil && len(out) == 0) {
 		return nil, fmt.Errorf("`%s --help` failed (%v): it is not a working etcd binary; rebuild it (make etcd-binaries) or fix --bin-dir", bin, err)

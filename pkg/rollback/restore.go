@@ -1,6 +1,7 @@
 package rollback
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
+	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 	"github.com/etcd-migrate/etcd-migrate/pkg/memberdir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
@@ -61,19 +63,22 @@ func (s *RestoreSnapshot) run(ctx context.Context, env *steprun.Env) ([]any, err
 	if err != nil {
 		return nil, err
 	}
-	out := work.Path("out")
+	outDir := work.Path("out")
 	m := env.Member
 	cmd := exec.CommandContext(ctx, steprun.EtcdctlBinary(env.BinDir, s.To.Version), "snapshot", "restore", snapPath,
 		"--name="+m.Name, "--initial-cluster="+m.InitialCluster,
-		"--initial-advertise-peer-urls="+m.InitialAdvertisePeerURLs, "--data-dir="+out)
+		"--initial-advertise-peer-urls="+m.InitialAdvertisePeerURLs, "--data-dir="+outDir)
 	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("step %s: etcdctl-%s snapshot restore: %w: %s", s, s.To.Version, err, lastLine(b))
+	etcdproc.DiesWithMigrate(cmd)
+	out := &restoreOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("step %s: etcdctl-%s snapshot restore: %w: %s", s, s.To.Version, err, lastLine(out.buf.Bytes()))
 	}
 	if err := os.Remove(snapPath); err != nil {
 		return nil, err
 	}
-	if err := work.Replace(filepath.Join(out, "member")); err != nil {
+	if err := work.Replace(filepath.Join(outDir, "member")); err != nil {
 		return nil, err
 	}
 	restoreMs := time.Since(start).Milliseconds()
@@ -82,6 +87,23 @@ func (s *RestoreSnapshot) run(ctx context.Context, env *steprun.Env) ([]any, err
 		return nil, err
 	}
 	return append(t, "via", s.Via.String(), "snapshot_restore_ms", restoreMs), nil
+}
+
+// restoreOutput collects etcdctl's output. Its first line means the restore has
+// begun writing: the crash tests kill migrate there (fault.RestoreRunning), with
+// etcdctl mid-restore.
+// Not an embedded bytes.Buffer: io.Copy would call its ReadFrom, not Write.
+type restoreOutput struct {
+	buf     bytes.Buffer
+	started bool
+}
+
+func (o *restoreOutput) Write(p []byte) (int, error) {
+	if !o.started {
+		o.started = true
+		fault.Point(fault.RestoreRunning)
+	}
+	return o.buf.Write(p)
 }
 
 func lastLine(b []byte) string {

@@ -215,6 +215,7 @@ func crashOnce(t *testing.T, binDir string, sc *crashScenario, point string, aft
 		tally.random++
 	}
 	tally.mu.Unlock()
+	etcdtest.WaitChildrenGone(t, dataDir, 5*time.Second)
 
 	// Right after the kill, version.txt must agree with the data as any run sees it
 	// first (after settling an interrupted member dir swap): checked on a copy, so

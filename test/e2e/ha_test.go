@@ -429,7 +429,7 @@ func TestHALockstepCrash(t *testing.T) {
 				t.Fatalf("%s finished before the kill\n%s", victim.Name, summaries(runs))
 			default:
 			}
-			r.Kill()
+			r.Kill(t)
 			t.Logf("%s killed %v after its start", victim.Name, time.Since(r.Started).Round(time.Millisecond))
 			checkMinorsClose(t, c)
 			runs[victim.Index] = c.RunMigrate(t, victim, "3.7.3", nil, "--exec=false")

@@ -37,6 +37,7 @@ func TestKillDuringRollback(t *testing.T) {
 		time.Sleep(d)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
+		etcdtest.WaitChildrenGone(t, dataDir, 5*time.Second)
 		st := runMigrate(t, binDir, dataDir, nil, "status")
 		if st.code != 0 {
 			t.Fatalf("kill after %v: status after the kill: exit %d\n%s%s\nmigrate log:\n%s", d, st.code, st.stdout, st.stderr, stderr.String())

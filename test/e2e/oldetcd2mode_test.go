@@ -40,6 +40,7 @@ func TestOldEtcd2UpgradesInEtcd2(t *testing.T) {
 	// version.txt says 2.3.8/etcd2, the data (a v3 backend now) says 3.0.
 	cmd := migrateCmd(t, binDir, dataDir, []string{fault.Env + "=" + fault.StepBeforeStop + ":2"}, args...)
 	out, err := cmd.CombinedOutput()
+	etcdtest.WaitChildrenGone(t, dataDir, 5*time.Second)
 	if code := cmd.ProcessState.ExitCode(); code != -1 {
 		t.Fatalf("the run to kill: exit %d (%v), want SIGKILL at %s:2\n%s", code, err, fault.StepBeforeStop, out)
 	}
