@@ -59,6 +59,8 @@ type Config struct {
 	SnapshotCount int
 	// EnableV2 serves the v2 API (etcd2 data).
 	EnableV2 bool
+	// QuotaBackendBytes, when set, is passed as --quota-backend-bytes (etcd 3.0+).
+	QuotaBackendBytes int64
 	// DowngradeCheckTime, when set, is how often etcd's own monitor ends a
 	// downgrade job once every member runs the target version (default 5s).
 	DowngradeCheckTime time.Duration
@@ -143,6 +145,9 @@ func (c Config) Args() []string {
 	// etcd 3.4 has no downgrade monitor.
 	if flag := caps.DowngradeCheckTimeFlag; c.DowngradeCheckTime > 0 && flag != "" {
 		args = append(args, flag+"="+c.DowngradeCheckTime.String())
+	}
+	if c.QuotaBackendBytes > 0 && c.Version.Segments()[0] >= 3 {
+		args = append(args, fmt.Sprintf("--quota-backend-bytes=%d", c.QuotaBackendBytes))
 	}
 	args = append(args, c.ExtraArgs...)
 	if c.tls != nil {
@@ -329,6 +334,11 @@ func (p *Process) Stop() (killed bool, err error) {
 		return false, nil
 	default:
 	}
+	// etcd's graceful shutdown waits up to its request timeout (5 s and two
+	// election timeouts) for every client connection to go idle, and a TLS
+	// connection on which no request was sent yet (one the HTTP transport dialed
+	// and parked) never does: close ours first.
+	p.http.CloseIdleConnections()
 	if err := terminate(p.cmd.Process); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return false, fmt.Errorf("stop etcd %s (pid %d): %w", p.cfg.Version, p.Pid(), err)
 	}

@@ -82,6 +82,16 @@ func TestArgs(t *testing.T) {
 		t.Errorf("private TLS flags: %q", a)
 	}
 
+	q := base
+	q.QuotaBackendBytes = 9 << 30
+	if a := q.Args(); !slices.Contains(a, "--quota-backend-bytes=9663676416") || a[len(a)-1] != "--peer-auto-tls" {
+		t.Errorf("quota flag missing, or after the extra args: %q", a)
+	}
+	q.Version = versionfile.MustVersion("2.3.8")
+	if a := strings.Join(q.Args(), " "); strings.Contains(a, "quota") {
+		t.Errorf("etcd 2.x has no backend quota flag: %s", a)
+	}
+
 	old := base
 	old.Version = versionfile.MustVersion("3.4.13")
 	if a := old.Args(); !slices.Contains(a, "--logger=zap") || !slices.Contains(a, "--log-outputs=stderr") {

@@ -45,7 +45,10 @@ func newPrivateTLS(user string, fallbackDirs ...string) (*privateTLS, error) {
 	if err != nil {
 		return nil, err
 	}
-	srvKey, srvDER, err := signLeaf(ca, caKey, 2, "etcd-migrate step server", x509.ExtKeyUsageServerAuth)
+	// The server certificate serves for client auth too: etcd's grpc-gateway dials
+	// its own listener with it, and without ClientAuth etcd refuses it (a
+	// "rejected connection" warning on every step, and a redial).
+	srvKey, srvDER, err := signLeaf(ca, caKey, 2, "etcd-migrate step server", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +95,7 @@ func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
 }
 
 // signLeaf makes a loopback certificate for cn signed by the CA.
-func signLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn string, usage x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte, error) {
+func signLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn string, usage ...x509.ExtKeyUsage) (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -103,7 +106,7 @@ func signLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, serial int64, cn st
 		NotBefore:    ca.NotBefore,
 		NotAfter:     ca.NotAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		ExtKeyUsage:  usage,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		DNSNames:     []string{"localhost"},
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
@@ -176,13 +178,14 @@ func (e *Env) leftoverDowngrade(ctx context.Context, p *etcdproc.Process, c *cli
 
 func (e *Env) procConfig(v *version.Version, enableV2 bool, log *slog.Logger) etcdproc.Config {
 	return etcdproc.Config{
-		Member:        e.Member,
-		EnableV2:      enableV2,
-		Binary:        EtcdBinary(e.BinDir, v),
-		Version:       v,
-		DataDir:       e.DataDir,
-		WALDir:        e.WALDir,
-		SnapshotCount: 1,
+		Member:            e.Member,
+		EnableV2:          enableV2,
+		Binary:            EtcdBinary(e.BinDir, v),
+		Version:           v,
+		DataDir:           e.DataDir,
+		WALDir:            e.WALDir,
+		SnapshotCount:     1,
+		QuotaBackendBytes: StepQuota(e.DataDir),
 		// Lets etcd end a finished downgrade job within a poll or two.
 		DowngradeCheckTime: 50 * time.Millisecond,
 		StopTimeout:        e.StopTimeout,
@@ -220,4 +223,18 @@ func (e *Env) waitMinor(ctx context.Context, p *etcdproc.Process, accept []strin
 			lagging, versionfile.MinorString(p.Version()), strings.Join(accept, " or "), e.Cluster.Timeout, report)
 	}
 	return v, err
+}
+
+// StepQuota is a step etcd's --quota-backend-bytes: etcd's recommended maximum of
+// 8 GiB, or the db's size and 1 GiB more if that is larger. With etcd's 2 GiB
+// default, a db past the quota makes the step's first write raise a NOSPACE alarm
+// that is stored in the data and leaves the cluster read-only after the
+// migration. The quota is not stored: the exec'd etcd runs with the operator's.
+func StepQuota(dataDir string) int64 {
+	const floor = 8 << 30
+	fi, err := os.Stat(datadir.BackendPath(dataDir))
+	if err != nil {
+		return floor
+	}
+	return max(floor, fi.Size()+1<<30)
 }
