@@ -97,6 +97,30 @@ func CancelDowngrade(ctx context.Context, c *clientv3.Client) error {
 	return nil
 }
 
+// EndDowngradeJob ends the downgrade job of a lone member that runs the job's
+// target version, as etcd's downgrade monitor would, and returns once etcd answers
+// that no job is left. It is for 3.5, whose monitor's cancel request never gets
+// its answer (3.5 applies a DowngradeInfoSet without triggering the proposer's
+// wait): the monitor sits in it for etcd's 5.2 s request timeout, and a stop waits
+// for the monitor. A cancel of ours is applied at once; its unanswered wait ends
+// with our short deadline, and the next cancel hears "no inflight downgrade".
+func EndDowngradeJob(ctx context.Context, c *clientv3.Client) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := c.Downgrade(cctx, clientv3.DowngradeCancel, "")
+		cancel()
+		if err != nil && (errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) || rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade)) {
+			return nil
+		}
+		if Permanent(err) {
+			return fmt.Errorf("end the downgrade job: %w", err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("end the downgrade job (last: %v): %w", err, ctx.Err())
+		}
+	}
+}
+
 // WaitDowngradeDone waits until etcd's downgrade monitor has ended the downgrade
 // job (every member now runs the target version). A 3.6+ server reports the job in
 // its status; 3.5 does not, so for it the monitor's log line is the signal. (3.5

@@ -46,6 +46,7 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 	// The data is normally at Via's minor; after a rollback cut short it may be at
 	// the target already (then there is nothing to downgrade).
 	reached := versionfile.Major(s.To.Version)*100 + versionfile.Minor(s.To.Version)
+	restart := false
 	_, err := env.Etcd(ctx, s, s.Via, steprun.EtcdRun{
 		Accept: []string{versionfile.MinorString(s.Via), want},
 		Point:  lockstep.Down(reached, 0),
@@ -53,29 +54,41 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 			if v, err := p.Versions(ctx); err == nil && etcdproc.AtMinor(v.Cluster, want) {
 				return nil
 			}
-			enable := etcdproc.Downgrade
-			if env.Cluster != nil {
-				// Whichever member gets here first enables it; the others join.
-				enable = func(ctx context.Context, c *clientv3.Client, want string) error {
-					return etcdproc.JoinDowngrade(ctx, c, p.URL(), want)
-				}
+			if env.Cluster == nil {
+				// etcd lowers the cluster version on its version monitor's next
+				// tick, 4 s after its start, or at the first commit of a new
+				// raft term: a lone member restarted now gets there sooner.
+				restart = true
+				return etcdproc.Downgrade(ctx, c, want)
 			}
-			if err := enable(ctx, c, want); err != nil {
+			// Whichever member gets here first enables it; the others join.
+			if err := etcdproc.JoinDowngrade(ctx, c, p.URL(), want); err != nil {
 				return err
 			}
 			_, err := p.WaitMinor(ctx, want)
 			return err
 		}})
+	if err == nil && restart {
+		// The enabled job is in the data: the restarted Via lowers the versions
+		// as its first term begins (this run waits for them at want).
+		_, err = env.Etcd(ctx, s, s.Via, steprun.EtcdRun{Accept: []string{want}})
+	}
 	if err != nil {
 		return nil, err
 	}
 	downgradeMs := time.Since(start).Milliseconds()
+	// A lone 3.5 ends the job through the API, not its monitor (EndDowngradeJob).
+	lone35 := env.Cluster == nil && !etcdversion.For(s.To.Version).DowngradeStatus
 	t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{
-		Point: lockstep.Point{Down: true, Rank: lockstep.Down(reached, 1).Rank, Final: s.Final},
+		Point:              lockstep.Point{Down: true, Rank: lockstep.Down(reached, 1).Rank, Final: s.Final},
+		NoDowngradeMonitor: lone35,
 		// etcd's monitor ends the job itself once the member runs the target; a
 		// job left behind would block the next upgrade.
 		AfterReady: func(ctx context.Context, p *etcdproc.Process, c *clientv3.Client) error {
-			if env.Cluster != nil && !etcdversion.For(s.To.Version).DowngradeStatus {
+			switch {
+			case lone35:
+				return etcdproc.EndDowngradeJob(ctx, c)
+			case env.Cluster != nil && !etcdversion.For(s.To.Version).DowngradeStatus:
 				// 3.5 reports the job's end only in its leader's log; the
 				// leader's monitor ends it once every member runs 3.5, which
 				// the barrier after this run waits for.
@@ -86,5 +99,5 @@ func (s *DowngradeMinor) run(ctx context.Context, env *steprun.Env) ([]any, erro
 	if err != nil {
 		return nil, err
 	}
-	return append(t, "via", s.Via.String(), "downgrade_ms", downgradeMs), nil
+	return append(t, "via", s.Via.String(), "downgrade_ms", downgradeMs, "via_restarted", restart), nil
 }

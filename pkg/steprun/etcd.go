@@ -34,6 +34,9 @@ type EtcdRun struct {
 	// Accept lists the minors the cluster may be at for etcd to count as started
 	// (default: the etcd's own minor).
 	Accept []string
+	// NoDowngradeMonitor keeps etcd's downgrade monitor from running (the run
+	// ends the job itself).
+	NoDowngradeMonitor bool
 }
 
 // Etcd runs etcd-<v> until the cluster (3.6+: and storage) version is at its minor,
@@ -43,7 +46,11 @@ func (e *Env) Etcd(ctx context.Context, s Step, v *version.Version, r EtcdRun) (
 	log := e.Logger.With("step", string(s.Kind()), "etcd", v.String())
 	start := time.Now()
 	fault.Point(fault.StepBeforeStart)
-	p, err := etcdproc.Start(e.procConfig(v, r.EnableV2, log))
+	cfg := e.procConfig(v, r.EnableV2, log)
+	if r.NoDowngradeMonitor {
+		cfg.DowngradeCheckTime = 24 * time.Hour
+	}
+	p, err := etcdproc.Start(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 )
@@ -38,6 +43,15 @@ func TestRollback37To34AndBack(t *testing.T) {
 		if target == "3.5.35" && !strings.Contains(r.stderr, "kind=rollback-minor from=3.6.16/etcd3 version_txt=3.5.35/etcd3") {
 			t.Fatalf("no 3.6 -> 3.5 rollback step logged:\n%s", r.stderr)
 		}
+		if target == "3.6.16" || target == "3.5.35" {
+			// The lone member's Via etcd was restarted after enabling the job (its
+			// version monitor acts at a new term's first commit, not 4 s later),
+			// and no downgrade job is left in the data.
+			if !strings.Contains(r.stderr, "via_restarted=true") {
+				t.Fatalf("to %s: the downgrade did not restart its Via etcd:\n%s", target, r.stderr)
+			}
+			assertNoDowngradeJob(t, binDir, target, etcdtest.CopyDir(t, dataDir))
+		}
 		if target == "3.4.13" && !strings.Contains(r.stderr, "snapshot_restore_ms=") {
 			t.Fatalf("no 3.5 -> 3.4 snapshot restore logged:\n%s", r.stderr)
 		}
@@ -45,5 +59,29 @@ func TestRollback37To34AndBack(t *testing.T) {
 	st := runMigrate(t, binDir, dataDir, nil, "status")
 	if !strings.Contains(st.stdout, "storage version 3.7.0, cluster version 3.7.0") {
 		t.Fatalf("status after re-upgrade:\n%s", st.stdout)
+	}
+}
+
+// assertNoDowngradeJob serves dataDir with etcd-<version> (its monitor's first
+// check is 5 s away) and checks that no downgrade job is left: 3.6+ reports a job
+// in its status (and answers any cancel with success); 3.5 reports none, so there
+// "no inflight downgrade" in answer to a cancel is the proof (its cancel of a
+// pending job never answers).
+func assertNoDowngradeJob(t *testing.T, binDir, version, dataDir string) {
+	t.Helper()
+	s := etcdtest.Serve(t, binDir, version, dataDir)
+	defer s.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if !strings.HasPrefix(version, "3.5.") {
+		st, err := s.Client.Status(ctx, s.ClientURL)
+		if err != nil || (st.DowngradeInfo != nil && st.DowngradeInfo.Enabled) {
+			t.Fatalf("etcd %s: a downgrade job is left in the data (status %+v, %v)", version, st, err)
+		}
+		return
+	}
+	_, err := s.Client.Downgrade(ctx, clientv3.DowngradeCancel, "")
+	if err == nil || !strings.Contains(err.Error(), rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade)) {
+		t.Fatalf("etcd %s: a downgrade job is left in the data (cancel answered %v)", version, err)
 	}
 }
