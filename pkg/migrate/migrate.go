@@ -376,6 +376,9 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 	if err := c.checkWALDir(plan); err != nil {
 		return err
 	}
+	if err := c.checkAlarms(plan); err != nil {
+		return err
+	}
 	for _, s := range plan {
 		if err := s.Preflight(env); err != nil {
 			return err
@@ -409,6 +412,23 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 		}
 	}
 	return nil
+}
+
+// checkAlarms refuses etcd3 data with an active alarm: under NOSPACE etcd takes no
+// write (the one every step makes to prove it serves), under CORRUPT no request.
+func (c *Config) checkAlarms(plan []steprun.Step) error {
+	if len(plan) == 0 || plan[0].Span().From.Storage != versionfile.StorageEtcd3 {
+		return nil
+	}
+	if _, err := os.Stat(datadir.BackendPath(c.DataDir)); err != nil {
+		return nil // no backend: the steps say what is missing
+	}
+	o, err := datadir.ReadOffline(c.DataDir)
+	if err != nil || len(o.Alarms) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the data dir %s records the etcd alarm %s: etcd refuses writes until it is disarmed, and every step must write; with the etcd that wrote the data, compact and defragment (NOSPACE: the db reached --quota-backend-bytes; raise it if needed), run `etcdctl alarm disarm`, then run migrate again",
+		c.DataDir, strings.Join(o.Alarms, ", "))
 }
 
 // checkWALDir checks a separate WAL dir before a run that starts etcd: it must

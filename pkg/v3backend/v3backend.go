@@ -14,6 +14,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/membership"
@@ -209,4 +210,25 @@ func ReadMembers(tx *bolt.Tx) ([]Member, error) {
 	})
 	sort.Slice(ms, func(i, j int) bool { return ms[i].ID < ms[j].ID })
 	return ms, err
+}
+
+// ReadAlarms lists the alarms the backend records (the alarm bucket's keys are
+// etcd's AlarmMember records), as "NOSPACE on member <id>".
+func ReadAlarms(tx *bolt.Tx) ([]string, error) {
+	b := tx.Bucket(schema.Alarm.Name())
+	if b == nil {
+		return nil, nil
+	}
+	var out []string
+	err := b.ForEach(func(k, _ []byte) error {
+		var m pb.AlarmMember
+		if err := m.Unmarshal(k); err != nil {
+			return fmt.Errorf("alarm record %x: %w", k, err)
+		}
+		if m.Alarm != pb.AlarmType_NONE {
+			out = append(out, fmt.Sprintf("%s on member %s", m.Alarm, types.ID(m.MemberID)))
+		}
+		return nil
+	})
+	return out, err
 }
