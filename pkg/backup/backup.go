@@ -157,7 +157,11 @@ func writeRecord(dataDir string, r Record) error {
 type Result struct {
 	Path  string
 	Files int
-	Bytes int64 // data bytes copied (holes of sparse files are not counted)
+	Bytes int64 // data bytes copied (holes of sparse files and clones are not counted)
+	// Cloned files share their data with the original (a reflink: copy on write)
+	// where the filesystem can; ClonedBytes is their size.
+	Cloned      int
+	ClonedBytes int64
 }
 
 // Make copies dataDir to Path(dataDir) and records rec beside it: into
@@ -182,8 +186,9 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Path: dst}
+	c := &copier{res: res}
 	fault.Point(fault.BackupBeforeCopy)
-	if err := copyTree(ctx, dataDir, tmp, res); err != nil {
+	if err := copyTree(ctx, dataDir, tmp, c); err != nil {
 		return nil, err
 	}
 	if rec.WALDir != "" {
@@ -199,7 +204,7 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 		if err := os.Mkdir(walCopy, 0o700); err != nil {
 			return nil, err
 		}
-		if err := copyTree(ctx, rec.WALDir, walCopy, res); err != nil {
+		if err := copyTree(ctx, rec.WALDir, walCopy, c); err != nil {
 			return nil, err
 		}
 	}
@@ -239,9 +244,19 @@ func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 	return res, nil
 }
 
+// copier copies the files of one backup.
+type copier struct {
+	res *Result
+	// noClone: the filesystem said it cannot clone; one failed try per backup.
+	noClone bool
+}
+
+// cloneFn is cloneFile; tests count and fail the clones.
+var cloneFn = cloneFile
+
 // copyTree copies the files and dirs below src into the existing dir dst, skipping
-// migrate's work dirs, adding to res's counts. It stops with ctx's error.
-func copyTree(ctx context.Context, src, dst string, res *Result) error {
+// migrate's work dirs, adding to c.res's counts. It stops with ctx's error.
+func copyTree(ctx context.Context, src, dst string, c *copier) error {
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -265,10 +280,8 @@ func copyTree(ctx context.Context, src, dst string, res *Result) error {
 		case d.IsDir():
 			return os.Mkdir(target, info.Mode().Perm())
 		case info.Mode().IsRegular():
-			n, err := copyFile(ctx, path, target, info)
-			res.Files++
-			res.Bytes += n
-			return err
+			c.res.Files++
+			return c.copyFile(ctx, path, target, info)
 		default:
 			return fmt.Errorf("%s is neither a file nor a directory (%s): not backing up special files", path, info.Mode().Type())
 		}
@@ -279,57 +292,87 @@ func copyTree(ctx context.Context, src, dst string, res *Result) error {
 	return nil
 }
 
-const chunk = 1 << 20
+// chunk is cp's read size: with 1 MiB chunks a copy ran at half cp's speed (a
+// 1.2 GiB file on ext4, cached or not).
+const chunk = 128 << 10
 
 var zeros = make([]byte, chunk)
 
-// copyFile copies src to dst keeping holes: all-zero chunks are skipped (etcd's
-// preallocated 64 MiB WAL segments are mostly holes).
-func copyFile(ctx context.Context, src, dst string, info fs.FileInfo) (int64, error) {
+// copyFile copies src to dst, fsynced: a clone sharing src's data where the
+// filesystem can (nothing to copy, however big), otherwise the data keeping holes.
+func (c *copier) copyFile(ctx context.Context, src, dst string, info fs.FileInfo) error {
 	in, err := os.Open(src)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
 	if err != nil {
-		return 0, err
+		return err
 	}
+	cloned, err := c.clone(in, out)
+	if err == nil && !cloned {
+		var n int64
+		n, err = copyData(ctx, in, out)
+		c.res.Bytes += n
+	}
+	if err == nil {
+		err = out.Sync() // a clone too: its extents are metadata to make durable
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && cloned {
+		c.res.Cloned++
+		c.res.ClonedBytes += info.Size()
+	}
+	return err
+}
+
+// clone makes out share in's data, unless this backup's filesystem already said
+// it cannot; it reports false (copy instead) when the filesystem cannot.
+func (c *copier) clone(in, out *os.File) (bool, error) {
+	if c.noClone {
+		return false, nil
+	}
+	err := cloneFn(out, in)
+	switch {
+	case err == nil:
+		return true, nil
+	case cloneUnsupported(err):
+		c.noClone = true
+		return false, nil
+	}
+	return false, fmt.Errorf("clone %s to %s: %w", in.Name(), out.Name(), err)
+}
+
+// copyData copies in to the empty out keeping holes: all-zero chunks are skipped
+// (etcd's preallocated 64 MiB WAL segments are mostly holes). It returns the bytes
+// written.
+func copyData(ctx context.Context, in, out *os.File) (int64, error) {
+	adviseSequential(in)
 	buf := make([]byte, chunk)
 	var written, off int64
 	for {
 		if err := ctx.Err(); err != nil {
-			out.Close()
 			return written, err
 		}
 		n, rerr := io.ReadFull(in, buf)
-		if n > 0 {
-			if !bytes.Equal(buf[:n], zeros[:n]) {
-				if _, err := out.WriteAt(buf[:n], off); err != nil {
-					out.Close()
-					return written, err
-				}
-				written += int64(n)
+		if n > 0 && !bytes.Equal(buf[:n], zeros[:n]) {
+			if _, err := out.WriteAt(buf[:n], off); err != nil {
+				return written, err
 			}
-			off += int64(n)
+			written += int64(n)
 		}
+		off += int64(n)
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
 			break
 		}
 		if rerr != nil {
-			out.Close()
 			return written, rerr
 		}
 	}
-	if err := out.Truncate(off); err != nil {
-		out.Close()
-		return written, err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return written, err
-	}
-	return written, out.Close()
+	return written, out.Truncate(off)
 }
 
 // syncTree fsyncs every directory of the copy (files were fsynced as written).

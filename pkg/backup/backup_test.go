@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 )
 
 func TestMake(t *testing.T) {
@@ -199,4 +205,166 @@ func TestMakeCancelled(t *testing.T) {
 	if left, _ := filepath.Glob(Path(data) + ".tmp-*"); len(left) != 0 {
 		t.Fatalf("temp copies left: %v", left)
 	}
+}
+
+// dataFiles are the files writeData writes, relative to the data dir.
+var dataFiles = []string{"version.txt", "member/snap/db", "member/wal/0000000000000000-0000000000000000.wal"}
+
+// writeData writes a data dir in root, fsynced: a db of 16 MiB of data and a 64 MiB
+// WAL segment whose first MiB is written, the rest a hole (as etcd preallocates
+// it). It returns the dir, its bytes of data and its files' total size.
+func writeData(t *testing.T, root string) (string, int64, int64) {
+	t.Helper()
+	data := filepath.Join(root, "data")
+	rnd := rand.NewChaCha8([32]byte{1})
+	contents := [][]byte{[]byte("3.5.35/etcd3\n"), make([]byte, 16<<20), make([]byte, 1<<20)}
+	rnd.Read(contents[1])
+	rnd.Read(contents[2])
+	var dataBytes, size int64
+	for i, rel := range dataFiles {
+		p := filepath.Join(data, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Write(contents[i])
+		if err == nil && strings.HasSuffix(rel, ".wal") {
+			err = f.Truncate(64 << 20)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(p)
+		dataBytes, size = dataBytes+int64(len(contents[i])), size+fi.Size()
+	}
+	return data, dataBytes, size
+}
+
+func sameContents(t *testing.T, data, backup string) {
+	t.Helper()
+	for _, rel := range dataFiles {
+		a, _ := os.ReadFile(filepath.Join(data, rel))
+		b, err := os.ReadFile(filepath.Join(backup, rel))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs in the backup (%v)", rel, err)
+		}
+	}
+}
+
+// countClones counts the clones tried; with fail set they fail with it.
+func countClones(t *testing.T, fail error) *int {
+	n, orig := new(int), cloneFn
+	cloneFn = func(out, in *os.File) error {
+		*n++
+		if fail != nil {
+			return fail
+		}
+		return orig(out, in)
+	}
+	t.Cleanup(func() { cloneFn = orig })
+	return n
+}
+
+// TestMakeClones: on a filesystem with reflinks (XFS on a loop device here) every
+// file is cloned: no data copied, next to no space used.
+func TestMakeClones(t *testing.T) {
+	mnt := etcdtest.MountXFS(t, 1<<30)
+	data, dataBytes, size := writeData(t, mnt)
+	before := usedBytes(t, mnt)
+	res, err := Make(context.Background(), data, Record{Before: "3.5.35/etcd3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grew := usedBytes(t, mnt) - before
+	t.Logf("%+v; used space grew by %d bytes for %d bytes of data", *res, grew, dataBytes)
+	n := len(dataFiles)
+	if res.Files != n || res.Cloned != n || res.ClonedBytes != size || res.Bytes != 0 {
+		t.Fatalf("want %d files cloned (%d bytes), none copied: %+v", n, size, res)
+	}
+	sameContents(t, data, res.Path)
+	if grew > dataBytes/16 {
+		t.Fatalf("used space grew by %d bytes for %d bytes of data: copied, not cloned", grew, dataBytes)
+	}
+}
+
+// TestMakeCopies: where the filesystem cannot clone (ext4, tmpfs) every file is
+// copied, keeping holes, after a single clone try.
+func TestMakeCopies(t *testing.T) {
+	root := t.TempDir()
+	if cloneable(t, root) {
+		t.Skipf("%s can clone (reflinks): TestMakeClones covers it", root)
+	}
+	tries := countClones(t, nil)
+	data, dataBytes, _ := writeData(t, root)
+	res, err := Make(context.Background(), data, Record{Before: "3.5.35/etcd3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Files != len(dataFiles) || res.Cloned != 0 || res.ClonedBytes != 0 || res.Bytes != dataBytes || *tries != 1 {
+		t.Fatalf("want %d files copied (%d bytes) after 1 clone try: %+v, %d tries", len(dataFiles), dataBytes, res, *tries)
+	}
+	sameContents(t, data, res.Path)
+	fi, err := os.Stat(filepath.Join(res.Path, dataFiles[2]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := fi.Sys().(*syscall.Stat_t).Blocks * 512; used > 2<<20 {
+		t.Fatalf("the WAL's copy takes %d bytes on disk: its hole was written out", used)
+	}
+}
+
+// TestMakeCloneError: a clone failing otherwise than "not supported here" fails
+// the backup, naming the file.
+func TestMakeCloneError(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("clones are tried on Linux only")
+	}
+	data := newData(t)
+	countClones(t, syscall.EIO)
+	_, err := Make(context.Background(), data, Record{Before: "3.4.13/etcd3"})
+	if !errors.Is(err, syscall.EIO) || !strings.Contains(err.Error(), filepath.Join(data, "member", "snap", "db")) {
+		t.Fatalf("Make with clones failing with EIO = %v", err)
+	}
+	if left, _ := filepath.Glob(Path(data) + "*"); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// cloneable reports whether files in dir can be cloned.
+func cloneable(t *testing.T, dir string) bool {
+	a, b := filepath.Join(dir, "probe-a"), filepath.Join(dir, "probe-b")
+	defer os.Remove(a)
+	defer os.Remove(b)
+	if err := os.WriteFile(a, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	return cloneFile(out, in) == nil
+}
+
+func usedBytes(t *testing.T, path string) int64 {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Blocks-st.Bfree) * int64(st.Bsize)
 }

@@ -32,7 +32,7 @@ func (c *Config) backupBeforeChange(ctx context.Context, st Status) (string, err
 		return "", err
 	}
 	log.Info("backup written", "path", b.Path, "before", pairText(st.Current), "target", c.Target.String(),
-		"files", b.Files, "bytes", b.Bytes, "duration_ms", time.Since(t).Milliseconds())
+		"files", b.Files, "bytes", b.Bytes, "cloned_files", b.Cloned, "cloned_bytes", b.ClonedBytes, "duration_ms", time.Since(t).Milliseconds())
 	return "; the data as it was before this run is in " + b.Path, nil
 }
 
