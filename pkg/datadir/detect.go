@@ -30,9 +30,9 @@ type State struct {
 	ClusterVersion string
 	// HasTerm: the meta bucket holds the raft term (written by every etcd 3.5+ apply).
 	HasTerm bool
-	// KeyRevisions counts the key bucket's entries: 0 means no v3 key was ever
+	// HasV3Keys: the key bucket holds an entry; without one no v3 key was ever
 	// written (etcd 3.x serving etcd2 data still creates the backend).
-	KeyRevisions int
+	HasV3Keys bool
 	// WALClusterVersion is the cluster version the WAL sets after the newest
 	// snapshot, when that is a newer minor than the backend records: a step cut
 	// short before its etcd's backend committed the version it set.
@@ -186,7 +186,7 @@ func readBackend(path string) (State, error) {
 		if cl := tx.Bucket(schema.Cluster.Name()); cl != nil {
 			st.ClusterVersion = string(cl.Get(schema.ClusterClusterVersionKeyName))
 		}
-		st.KeyRevisions = v3backend.KeyRevisions(tx)
+		st.HasV3Keys = v3backend.HasKeyRevisions(tx)
 		return nil
 	})
 	if err != nil {

@@ -15,12 +15,12 @@ var (
 	// etcd 3.4 and older record neither version nor term.
 	state34 = State{Storage: versionfile.StorageEtcd3}
 	// A 3.4-style state as the brief describes it: cluster version, no term.
-	state34CV = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0", KeyRevisions: 10}
-	state35   = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true, KeyRevisions: 10}
+	state34CV = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0", HasV3Keys: true}
+	state35   = State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.0", HasTerm: true, HasV3Keys: true}
 	// 3.5 that has applied but not yet decided the cluster version.
 	state35TermOnly = State{Storage: versionfile.StorageEtcd3, HasTerm: true}
-	state36         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true, KeyRevisions: 10}
-	state37         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0", KeyRevisions: 10}
+	state36         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.6.0", ClusterVersion: "3.6.0", HasTerm: true, HasV3Keys: true}
+	state37         = State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0", HasV3Keys: true}
 )
 
 func TestStateMinorFromData(t *testing.T) {
@@ -102,10 +102,10 @@ func TestStateCheckAgainst(t *testing.T) {
 			prefix + "3.9.0/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data records an older version than version.txt, beyond the one minor a rollback step cut short leaves" + fixFor("3.7"),
 		}},
 		{"3.7 data, 4.7.0 file", state37, "4.7.0/etcd3", []string{"the data records an older version than version.txt"}},
-		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"its v3 backend holds 10 key revisions, so the data is etcd3"}},
+		{"3.7 data, 2.7.0/etcd2 file", state37, "2.7.0/etcd2", []string{"its v3 backend holds key revisions, so the data is etcd3"}},
 		{"3.7 data without keys, 2.7.0/etcd2 file", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.7.0"}, "2.7.0/etcd2", []string{"the data was written by a newer etcd than version.txt says"}},
 		{"3.4 data with keys, 3.4.13/etcd2 file", state34CV, "3.4.13/etcd2", []string{
-			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 10 key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming the version that last wrote the data (an etcd 3.4 release), or remove it to let migrate detect the state",
+			prefix + "3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming the version that last wrote the data (an etcd 3.4 release), or remove it to let migrate detect the state",
 		}},
 		{"3.4 backend without keys (etcd2 served by 3.4), 3.4.13/etcd2 file", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0"}, "3.4.13/etcd2", nil},
 
@@ -175,9 +175,9 @@ func TestFromState(t *testing.T) {
 	}{
 		{"3.7 data", state37, "3.7.x/etcd3", nil},
 		{"3.6 data", state36, "3.6.x/etcd3", nil},
-		{"storage version wins", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", KeyRevisions: 1}, "3.7.x/etcd3", nil},
+		{"storage version wins", State{Storage: versionfile.StorageEtcd3, StorageVersion: "3.7.0", ClusterVersion: "3.6.0", HasV3Keys: true}, "3.7.x/etcd3", nil},
 		{"3.5 data", state35, "3.5.x/etcd3", nil},
-		{"cluster version with patch", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.9", KeyRevisions: 1}, "3.5.x/etcd3", nil},
+		{"cluster version with patch", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.5.9", HasV3Keys: true}, "3.5.x/etcd3", nil},
 		{"no v3 key: maybe etcd2 served by 3.x", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0"}, "", []string{
 			"detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it",
 		}},
@@ -328,7 +328,7 @@ func TestDamagedBackendVersions(t *testing.T) {
 	for _, st := range []State{
 		{Storage: versionfile.StorageEtcd3, StorageVersion: "garbage"},
 		{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.6"},
-		{Storage: versionfile.StorageEtcd3, StorageVersion: "10000.0.0", KeyRevisions: 1},
+		{Storage: versionfile.StorageEtcd3, StorageVersion: "10000.0.0", HasV3Keys: true},
 	} {
 		if p, err := FromState(st); err != nil {
 			if !strings.Contains(err.Error(), "write version.txt") {

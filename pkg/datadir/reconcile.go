@@ -46,8 +46,8 @@ func (s State) Reconcile(p versionfile.Pair) (versionfile.Pair, error) {
 	if s.Storage == versionfile.StorageEtcd2 {
 		return p, nil
 	}
-	if p.Storage == versionfile.StorageEtcd2 && s.KeyRevisions > 0 {
-		return versionfile.Pair{}, fmt.Errorf("version.txt says %s but the data is %s: its v3 backend holds %d key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming %s, or remove it to let migrate detect the state", p, s, s.KeyRevisions, wrote)
+	if p.Storage == versionfile.StorageEtcd2 && s.HasV3Keys {
+		return versionfile.Pair{}, fmt.Errorf("version.txt says %s but the data is %s: its v3 backend holds key revisions, so the data is etcd3; fix version.txt to <version>/etcd3 naming %s, or remove it to let migrate detect the state", p, s, wrote)
 	}
 	minor, known := s.MinorFromData()
 	if !known {
@@ -111,7 +111,7 @@ func FromState(s State) (versionfile.Pair, error) {
 	if !ok || err != nil {
 		return versionfile.Pair{}, fmt.Errorf("detected %s, whose recorded version cannot be parsed: write version.txt naming the version that last served it, e.g. echo 3.5.35/etcd3 > version.txt", s)
 	}
-	if s.KeyRevisions == 0 {
+	if !s.HasV3Keys {
 		// etcd 3.x serving the v2 API writes a backend too: without a v3 key the
 		// data may well be etcd2, and guessing etcd3 would drop the v2 keys.
 		return versionfile.Pair{}, fmt.Errorf("detected %s without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it (<version>/etcd2 or <version>/etcd3, e.g. 3.4.13/etcd2)", s)

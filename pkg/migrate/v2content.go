@@ -18,7 +18,7 @@ import (
 // last with the v2 API) is read, and only when the backend has no key, so the cost
 // stays with data that has no v3 keyspace to migrate.
 func checkNoV2Content(dataDir string, p versionfile.Pair, s datadir.State) error {
-	if p.Storage != versionfile.StorageEtcd3 || s.Storage != versionfile.StorageEtcd3 || s.KeyRevisions > 0 {
+	if p.Storage != versionfile.StorageEtcd3 || s.Storage != versionfile.StorageEtcd3 || s.HasV3Keys {
 		return nil
 	}
 	if minor, known := s.MinorFromData(); known && !etcdversion.Of(minor+".0").V2API {

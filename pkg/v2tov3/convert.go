@@ -151,7 +151,12 @@ func refuseV3Keys(dataDir string) error {
 	}
 	defer db.Close()
 	n := 0
-	_ = db.View(func(tx *bolt.Tx) error { n = v3backend.KeyRevisions(tx); return nil })
+	_ = db.View(func(tx *bolt.Tx) error {
+		if v3backend.HasKeyRevisions(tx) { // counted only to say how many
+			n = v3backend.KeyRevisions(tx)
+		}
+		return nil
+	})
 	if n > 0 {
 		return fmt.Errorf("the etcd2 data dir %s also holds %d v3 key revisions in %s: converting the v2 store would replace them; migrate the v3 keys out first or set version.txt to etcd3 if the v2 store is unused", dataDir, n, path)
 	}

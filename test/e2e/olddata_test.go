@@ -246,10 +246,10 @@ func TestOldEtcd3Data(t *testing.T) {
 				t.Fatal(err)
 			}
 			minorData, known := st.MinorFromData()
-			t.Logf("datadir.Detect: Storage=%s StorageVersion=%q ClusterVersion=%q HasTerm=%v KeyRevisions=%d WALClusterVersion=%q; MinorFromData=%q,%v; String=%q",
-				st.Storage, st.StorageVersion, st.ClusterVersion, st.HasTerm, st.KeyRevisions, st.WALClusterVersion, minorData, known, st.String())
+			t.Logf("datadir.Detect: Storage=%s StorageVersion=%q ClusterVersion=%q HasTerm=%v HasV3Keys=%v WALClusterVersion=%q; MinorFromData=%q,%v; String=%q",
+				st.Storage, st.StorageVersion, st.ClusterVersion, st.HasTerm, st.HasV3Keys, st.WALClusterVersion, minorData, known, st.String())
 			t.Logf("backend buckets: %s", backendBuckets(t, dataDir))
-			if st.Storage != "etcd3" || st.KeyRevisions == 0 {
+			if st.Storage != "etcd3" || !st.HasV3Keys {
 				t.Fatalf("detected %+v, want etcd3 with key revisions", st)
 			}
 
@@ -471,7 +471,7 @@ func TestOldEtcd2MixedV3Refused(t *testing.T) {
 			}
 			sum := etcdtest.Checksum(t, dataDir)
 			r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false")
-			want := "version.txt says " + v + "/etcd2 but the data is etcd3 data (cluster version " + minor(v) + ".0): its v3 backend holds 1 key revisions, so the data is etcd3"
+			want := "version.txt says " + v + "/etcd2 but the data is etcd3 data (cluster version " + minor(v) + ".0): its v3 backend holds key revisions, so the data is etcd3"
 			if r.code != 2 || !strings.Contains(errorLine(t, r), want) {
 				t.Fatalf("exit %d, want 2 with %q:\n%s", r.code, want, r.stderr)
 			}

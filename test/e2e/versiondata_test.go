@@ -40,7 +40,7 @@ func TestVersionTxtContradictsData(t *testing.T) {
 		{"3.5.35 on 3.7 data", d37, "3.5.35/etcd3",
 			"version.txt says 3.5.35/etcd3 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): the data was written by a newer etcd than version.txt says; fix version.txt to name the version that last wrote the data (an etcd 3.7 release)"},
 		{"etcd2 on v3 data with keys", d34, "3.4.13/etcd2",
-			"version.txt says 3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds 3042 key revisions, so the data is etcd3"},
+			"version.txt says 3.4.13/etcd2 but the data is etcd3 data (cluster version 3.4.0): its v3 backend holds key revisions, so the data is etcd3"},
 		{"etcd2 on 3.7 data", d37, "3.7.3/etcd2", "version.txt says 3.7.3/etcd2 but the data is etcd3 data (storage version 3.7.0, cluster version 3.7.0): its v3 backend holds"},
 		{"etcd3 on v2-only data", d2, "3.4.13/etcd3",
 			"version.txt says 3.4.13/etcd3 but the data is etcd2: its v2 store holds 389 keys and directories and its v3 backend none; fix version.txt to 3.4.13/etcd2"},
