@@ -1,6 +1,8 @@
 package keyspace
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +20,9 @@ type rev struct {
 	key, value string
 	lease      int64
 	tombstone  bool
+	// version and createDelta, when set, replace the record's version and shift
+	// its create revision (a record damaged in place).
+	version, createDelta int64
 }
 
 // writeData writes an etcd3 data dir whose backend holds revs (revision i+1 each)
@@ -44,7 +49,10 @@ func writeData(t *testing.T, revs []rev, leases map[int64]int64) string {
 		if created[r.key] == 0 {
 			created[r.key] = main
 		}
-		kv.CreateRevision, kv.Version = created[r.key], 1
+		kv.CreateRevision, kv.Version = created[r.key]+r.createDelta, 1
+		if r.version != 0 {
+			kv.Version = r.version
+		}
 		k := mvcc.RevToBytes(mvcc.Revision{Main: main}, mvcc.NewRevBytes())
 		if r.tombstone {
 			// etcd marks a deletion with a 't' after the revision (mvcc's
@@ -111,6 +119,44 @@ func TestCompare(t *testing.T) {
 				t.Fatalf("%d expired, want %d", expired, tc.wantExpired)
 			}
 		})
+	}
+}
+
+// TestOneByteCaught: on 3,000 keys, one byte of one value, one key's create
+// revision or version, or the lease a key is attached to (to another with the
+// same TTL) changes the digest.
+func TestOneByteCaught(t *testing.T) {
+	var base []rev
+	for i := 0; i < 3000; i++ {
+		r := rev{key: fmt.Sprintf("/registry/pods/ns-%d/pod-%05d", i%7, i), value: strings.Repeat("v", 100)}
+		if i%20 == 7 {
+			r.lease = 7
+		}
+		base = append(base, r)
+	}
+	leases := map[int64]int64{7: 3600, 8: 3600}
+	before := digest(t, base, leases)
+	if before.Keys != 3000 {
+		t.Fatalf("%d keys, want 3000", before.Keys)
+	}
+	change := func(i int, f func(*rev)) []rev {
+		revs := append([]rev{}, base...)
+		f(&revs[i])
+		return revs
+	}
+	for name, revs := range map[string][]rev{
+		"one byte of a value":  change(1234, func(r *rev) { r.value = r.value[:50] + "w" + r.value[51:] }),
+		"a create revision":    change(2000, func(r *rev) { r.createDelta = -1 }),
+		"a version":            change(99, func(r *rev) { r.version = 2 }),
+		"a leased key's lease": change(147, func(r *rev) { r.lease = 8 }),
+		"a leased value":       change(147, func(r *rev) { r.value = "w" + r.value[1:] }),
+	} {
+		if _, err := Compare(before, digest(t, revs, leases)); err == nil || !errors.Is(err, ErrChanged) {
+			t.Errorf("%s changed: Compare = %v, want ErrChanged", name, err)
+		}
+	}
+	if _, err := Compare(before, digest(t, base, leases)); err != nil {
+		t.Errorf("unchanged: %v", err)
 	}
 }
 
