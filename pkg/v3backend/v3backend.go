@@ -89,23 +89,40 @@ func LastRevision(tx *bolt.Tx) int64 {
 	return mvcc.BytesToRev(k[:17]).Main
 }
 
+// ForEachRawRevision calls fn with every key revision record as stored, in
+// revision order: k and v point into the mapping and are valid until the
+// transaction ends (DecodeRevision decodes them).
+func ForEachRawRevision(tx *bolt.Tx, fn func(k, v []byte) error) error {
+	kb := tx.Bucket(schema.Key.Name())
+	if kb == nil {
+		return fmt.Errorf("no %q bucket", schema.Key.Name())
+	}
+	return kb.ForEach(fn)
+}
+
+// DecodeRevision decodes a key revision record into kv, reusing its buffers;
+// tombstone marks a deletion.
+func DecodeRevision(k, v []byte, kv *mvccpb.KeyValue) (tombstone bool, err error) {
+	// Unmarshal merges into what is there: reset every field, keep the buffers.
+	*kv = mvccpb.KeyValue{Key: kv.Key[:0], Value: kv.Value[:0]}
+	if err := kv.Unmarshal(v); err != nil {
+		return false, fmt.Errorf("key revision record: %w", err)
+	}
+	return mvcc.IsTombstone(k), nil
+}
+
 // ForEachRevision calls fn for every key revision in revision order; tombstone
 // marks a deletion. kv and its Key and Value are reused for the next revision: fn
 // must copy what it keeps (decoding into one record instead of a new one per
 // revision halves the cost of a scan).
 func ForEachRevision(tx *bolt.Tx, fn func(kv *mvccpb.KeyValue, tombstone bool) error) error {
-	kb := tx.Bucket(schema.Key.Name())
-	if kb == nil {
-		return fmt.Errorf("no %q bucket", schema.Key.Name())
-	}
 	var kv mvccpb.KeyValue
-	return kb.ForEach(func(k, v []byte) error {
-		// Unmarshal merges into what is there: reset every field, keep the buffers.
-		kv = mvccpb.KeyValue{Key: kv.Key[:0], Value: kv.Value[:0]}
-		if err := kv.Unmarshal(v); err != nil {
-			return fmt.Errorf("key revision record: %w", err)
+	return ForEachRawRevision(tx, func(k, v []byte) error {
+		tombstone, err := DecodeRevision(k, v, &kv)
+		if err != nil {
+			return err
 		}
-		return fn(&kv, mvcc.IsTombstone(k))
+		return fn(&kv, tombstone)
 	})
 }
 
