@@ -202,6 +202,9 @@ func scaleConvert(b *testing.B, binDir, cache string, n int) {
 	// etcd 2/3.4 saves its whole v2 store as JSON every --snapshot-count entries:
 	// at 10,000 the writing of 1M keys would take most of an hour.
 	opts.Keys, opts.SnapshotCount = n, 250000
+	// Saving a store of 500k keys blocks applies past the 5 s request timeout,
+	// which grows with the election timeout.
+	opts.EtcdArgs = []string{"--heartbeat-interval=500", "--election-timeout=10000"}
 	pristine := filepath.Join(cache, fmt.Sprintf("v2-%d", n))
 	if _, err := os.Stat(filepath.Join(pristine, "version.txt")); err != nil {
 		os.RemoveAll(pristine)
