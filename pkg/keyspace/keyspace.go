@@ -80,9 +80,10 @@ func RecordSum(kv *mvccpb.KeyValue, ttl int64) uint64 {
 	return uint64(c)<<32 | uint64(e)
 }
 
-// releaseEvery is how many key revisions are read between releases of the mapped
-// pages (reading the db through its mmap would otherwise keep all of it resident).
-const releaseEvery = 32768
+// releaseEvery is how many bytes of key revision records are read between
+// releases of the mapped pages (reading the db through its mmap would otherwise
+// keep all of it resident).
+const releaseEvery = 64 << 20
 
 // Of digests the keyspace of the etcd3 data dir dataDir (read-only; no etcd may
 // hold the data).
@@ -171,7 +172,7 @@ func scanLive(db *bolt.DB, tx *bolt.Tx, leases map[int64]int64) (map[keyID]lease
 	}()
 	live, names := map[keyID]leasedKey{}, map[keyID]string{}
 	var kv mvccpb.KeyValue
-	n := 0
+	read := 0
 	for batch := range batches {
 		for _, r := range batch {
 			tombstone, err := v3backend.DecodeRevision(r.k, r.v, &kv)
@@ -179,9 +180,11 @@ func scanLive(db *bolt.DB, tx *bolt.Tx, leases map[int64]int64) (map[keyID]lease
 				return nil, nil, err
 			}
 			keep(live, names, &kv, tombstone, leases)
+			read += len(r.v)
 		}
-		if n += len(batch); n%releaseEvery < len(batch) {
+		if read >= releaseEvery {
 			v3backend.ReleaseMapped(db, tx.Size())
+			read = 0
 		}
 	}
 	return live, names, <-walked
