@@ -3,12 +3,15 @@ package datadir
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/pkg/v3/pbutil"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -90,22 +93,92 @@ func readWALClusterVersion(memberDir string) (string, error) {
 			break
 		}
 	}
-	w, err := wal.OpenForRead(lg, walDir, at)
+	return scanWALClusterVersion(walDir, at.Index)
+}
+
+// scanWALClusterVersion decodes the WAL from the segment holding the entry after
+// index on, one record at a time (etcd's wal.ReadAll would hold every entry after
+// the snapshot: 640 MiB for 10,000 entries of 64 KiB values), and returns the
+// version the newest cluster version entry after index sets. A later entry at an
+// index replaces the earlier ones from there on, as in ReadAll.
+func scanWALClusterVersion(walDir string, index uint64) (string, error) {
+	files, err := walSegmentsFrom(walDir, index)
 	if err != nil {
-		return "", fmt.Errorf("open WAL %s: %w", walDir, err)
+		return "", err
 	}
-	defer w.Close()
-	_, _, ents, err := w.ReadAll()
-	if err != nil && !errors.Is(err, wal.ErrSnapshotNotFound) {
-		return "", fmt.Errorf("read WAL %s: %w", walDir, err)
+	var readers []fileutil.FileReader
+	for _, f := range files {
+		defer f.Close()
+		readers = append(readers, fileutil.NewFileReader(f))
 	}
-	last := ""
-	for _, e := range ents {
-		if v := setClusterVersion(e); v != "" {
-			last = v
+	dec := wal.NewDecoder(readers...)
+	sets := map[uint64]string{} // entry index -> the version it sets
+	for {
+		var rec walpb.Record
+		err := dec.Decode(&rec)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break // the end, or a torn last record etcd drops too
+		}
+		if err != nil {
+			return "", fmt.Errorf("read WAL %s: %w", walDir, err)
+		}
+		switch rec.Type {
+		case wal.CrcType:
+			dec.UpdateCRC(rec.Crc)
+		case wal.EntryType:
+			var e raftpb.Entry
+			if err := e.Unmarshal(rec.Data); err != nil {
+				return "", fmt.Errorf("read WAL %s: entry: %w", walDir, err)
+			}
+			if e.Index <= index {
+				continue
+			}
+			for i := range sets {
+				if i >= e.Index {
+					delete(sets, i)
+				}
+			}
+			if v := setClusterVersion(e); v != "" {
+				sets[e.Index] = v
+			}
+		}
+	}
+	last, at := "", uint64(0)
+	for i, v := range sets {
+		if i >= at {
+			last, at = v, i
 		}
 	}
 	return last, nil
+}
+
+// walSegmentsFrom opens, in order, the WAL segments from the last one that starts
+// at or before the entry after index (segment names are <seq>-<first index>.wal).
+func walSegmentsFrom(walDir string, index uint64) ([]*os.File, error) {
+	names, err := filepath.Glob(filepath.Join(walDir, "*.wal"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	from := 0
+	for i, n := range names {
+		var seq, first uint64
+		if _, err := fmt.Sscanf(filepath.Base(n), "%016x-%016x.wal", &seq, &first); err == nil && first <= index+1 {
+			from = i
+		}
+	}
+	var files []*os.File
+	for _, n := range names[from:] {
+		f, err := os.Open(n)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("read WAL %s: %w", walDir, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 // setClusterVersion is the version an entry sets the cluster version to: a v3
