@@ -133,61 +133,27 @@ func Of(dataDir string) (*Digest, error) {
 	return d, nil
 }
 
-// rawRev is a key revision record as stored, pointing into the mapping.
-type rawRev struct{ k, v []byte }
-
 // scanLive reads every key revision and keeps each key's newest record unless it
 // is a tombstone: its sum and lease by key ID, and the names of the leased ones.
-// One goroutine walks the bucket (and takes the page faults), this one decodes,
-// hashes and keeps (about half the time of doing both in turn, on 2 cores).
+// (A second goroutine walking the bucket while this one hashes gained nothing on
+// 2 cores at 1M keys: 1.8 s either way.)
 func scanLive(db *bolt.DB, tx *bolt.Tx, leases map[int64]int64) (map[keyID]leasedKey, map[keyID]string, error) {
-	batches, walked := make(chan []rawRev, 4), make(chan error, 1)
-	stop := make(chan struct{})
-	defer func() {
-		// The walker reads the mapping: it must be done before the
-		// transaction ends.
-		close(stop)
-		for range batches {
-		}
-	}()
-	go func() {
-		defer close(batches)
-		batch := make([]rawRev, 0, 1024)
-		err := v3backend.ForEachRawRevision(tx, func(k, v []byte) error {
-			if batch = append(batch, rawRev{k, v}); len(batch) < cap(batch) {
-				return nil
-			}
-			select {
-			case batches <- batch:
-				batch = make([]rawRev, 0, 1024)
-				return nil
-			case <-stop:
-				return errors.New("stopped")
-			}
-		})
-		if err == nil && len(batch) > 0 {
-			batches <- batch
-		}
-		walked <- err
-	}()
 	live, names := map[keyID]leasedKey{}, map[keyID]string{}
 	var kv mvccpb.KeyValue
 	read := 0
-	for batch := range batches {
-		for _, r := range batch {
-			tombstone, err := v3backend.DecodeRevision(r.k, r.v, &kv)
-			if err != nil {
-				return nil, nil, err
-			}
-			keep(live, names, &kv, tombstone, leases)
-			read += len(r.v)
+	err := v3backend.ForEachRawRevision(tx, func(k, v []byte) error {
+		tombstone, err := v3backend.DecodeRevision(k, v, &kv)
+		if err != nil {
+			return err
 		}
-		if read >= releaseEvery {
+		keep(live, names, &kv, tombstone, leases)
+		if read += len(v); read >= releaseEvery {
 			v3backend.ReleaseMapped(db, tx.Size())
 			read = 0
 		}
-	}
-	return live, names, <-walked
+		return nil
+	})
+	return live, names, err
 }
 
 // keep records one revision of a key: its newest record wins.
