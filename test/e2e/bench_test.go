@@ -160,15 +160,7 @@ func stepDurationsOf(b *testing.B, out []byte, versions []string) map[string]flo
 // count, same short election timeout as the steps) and times start until the
 // cluster version is reported and a write commits.
 func bareStartToReady(b *testing.B, binDir, v, dataDir string) float64 {
-	port, peer := etcdtest.FreePort(b), etcdtest.FreePort(b)
-	cfg := etcdproc.Config{
-		Binary: filepath.Join(binDir, "etcd-"+v), Version: versionfile.MustVersion(v), DataDir: dataDir,
-		Member: etcdproc.Member{Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-			ListenPeerURLs: fmt.Sprintf("http://127.0.0.1:%d", peer), InitialAdvertisePeerURLs: "http://localhost:2380",
-			InitialCluster: "etcd-member=http://localhost:2380"},
-		SnapshotCount: 10000,
-		StopTimeout:   10 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	cfg := bareConfig(b, binDir, v, dataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -189,6 +181,20 @@ func bareStartToReady(b *testing.B, binDir, v, dataDir string) float64 {
 		b.Fatal(err)
 	}
 	return float64(time.Since(start).Milliseconds())
+}
+
+// bareConfig is a plain etcd-v on dataDir for the bare-start comparisons: free
+// loopback ports, the default snapshot count, extra flags last.
+func bareConfig(b *testing.B, binDir, v, dataDir string, extra ...string) etcdproc.Config {
+	port, peer := etcdtest.FreePort(b), etcdtest.FreePort(b)
+	return etcdproc.Config{
+		Binary: filepath.Join(binDir, "etcd-"+v), Version: versionfile.MustVersion(v), DataDir: dataDir,
+		Member: etcdproc.Member{Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
+			ListenPeerURLs: fmt.Sprintf("http://127.0.0.1:%d", peer), InitialAdvertisePeerURLs: "http://localhost:2380",
+			InitialCluster: "etcd-member=http://localhost:2380", ExtraArgs: extra},
+		SnapshotCount: 10000,
+		StopTimeout:   time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
 }
 
 func median(xs []float64) float64 {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,15 +156,7 @@ func scaleBare(b *testing.B, binDir, pristine string) map[string]bareTimes {
 // waits, and a write commits; then its graceful stop: (start to stopped, stop
 // alone) in ms.
 func bareStartStop(b *testing.B, binDir, v, dataDir string) (float64, float64) {
-	port, peer := etcdtest.FreePort(b), etcdtest.FreePort(b)
-	cfg := etcdproc.Config{
-		Binary: filepath.Join(binDir, "etcd-"+v), Version: versionfile.MustVersion(v), DataDir: dataDir,
-		Member: etcdproc.Member{Name: "etcd-member", ClientURL: fmt.Sprintf("http://127.0.0.1:%d", port),
-			ListenPeerURLs: fmt.Sprintf("http://127.0.0.1:%d", peer), InitialAdvertisePeerURLs: "http://localhost:2380",
-			InitialCluster: "etcd-member=http://localhost:2380",
-			ExtraArgs:      []string{fmt.Sprintf("--quota-backend-bytes=%d", fixture.ScaleQuota)}},
-		SnapshotCount: 10000, StopTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
+	cfg := bareConfig(b, binDir, v, dataDir, fmt.Sprintf("--quota-backend-bytes=%d", fixture.ScaleQuota))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
