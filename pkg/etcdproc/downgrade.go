@@ -91,10 +91,16 @@ func CancelDowngrade(ctx context.Context, c *clientv3.Client) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err := c.Downgrade(cctx, clientv3.DowngradeCancel, "")
-	if err != nil && !errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) && rpctypes.ErrorDesc(err) != rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade) {
+	if err != nil && !noInflightDowngrade(err) {
 		return fmt.Errorf("cancel the pending downgrade job: %w", err)
 	}
 	return nil
+}
+
+// noInflightDowngrade: etcd answered that no downgrade job is enabled.
+func noInflightDowngrade(err error) bool {
+	return errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) ||
+		rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade)
 }
 
 // EndDowngradeJob ends the downgrade job of a lone member that runs the job's
@@ -109,7 +115,7 @@ func EndDowngradeJob(ctx context.Context, c *clientv3.Client) error {
 		cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 		_, err := c.Downgrade(cctx, clientv3.DowngradeCancel, "")
 		cancel()
-		if err != nil && (errors.Is(rpctypes.Error(err), rpctypes.ErrNoInflightDowngrade) || rpctypes.ErrorDesc(err) == rpctypes.ErrorDesc(rpctypes.ErrGRPCNoInflightDowngrade)) {
+		if err != nil && noInflightDowngrade(err) {
 			return nil
 		}
 		if Permanent(err) {
