@@ -109,7 +109,7 @@ func (e *Env) KeepKeys(s Step, work func() ([]any, error)) ([]any, error) {
 		return nil, err
 	}
 	e.keys = nil
-	after, err := keyspace.Of(e.DataDir)
+	after, err := keyspace.After(e.DataDir, before)
 	if err != nil {
 		return nil, fmt.Errorf("after step %s: %w", s, err)
 	}
@@ -119,14 +119,14 @@ func (e *Env) KeepKeys(s Step, work func() ([]any, error)) ([]any, error) {
 		e.Logger.Info("the member caught up with the cluster during the step: the keyspace moved through raft and is not compared",
 			"revision_before", before.Revision, "revision_after", after.Revision)
 		e.keys = after
-		return append(t, "keys", after.Keys, "keys_compared", false), nil
+		return append(t, "key_revisions", after.Revisions, "keys_compared", false), nil
 	}
 	expired, err := keyspace.Compare(before, after)
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w (compared offline after etcd %s stopped)", s, err, s.Span().To.Version)
 	}
 	e.keys = after
-	return append(t, "keys", after.Keys, "keys_expired", expired, "digest_ms", (beforeCost + after.Duration).Milliseconds()), nil
+	return append(t, "key_revisions", after.Revisions, "keys_expired", expired, "digest_ms", (beforeCost + after.Duration).Milliseconds()), nil
 }
 
 // KeepKeysUnlessServed is KeepKeys for a run that needs no other member: on a

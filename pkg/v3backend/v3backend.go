@@ -261,3 +261,29 @@ func ReadAlarms(tx *bolt.Tx) ([]string, error) {
 	})
 	return out, err
 }
+
+// PendingCompaction reports a compaction etcd scheduled but did not finish (it
+// stopped in between): the next etcd to open the backend finishes it at start,
+// removing the history up to scheduled (etcd's mvcc store restore).
+func PendingCompaction(tx *bolt.Tx) (scheduled int64, pending bool) {
+	meta := tx.Bucket(schema.Meta.Name())
+	if meta == nil {
+		return 0, false
+	}
+	rev := func(name []byte) int64 {
+		if v := meta.Get(name); len(v) >= 17 {
+			return mvcc.BytesToRev(v).Main
+		}
+		return 0
+	}
+	scheduled = rev(schema.ScheduledCompactKeyName)
+	return scheduled, scheduled > rev(schema.FinishedCompactKeyName)
+}
+
+// RevisionOf is the main revision of a key revision record's key.
+func RevisionOf(k []byte) int64 {
+	if len(k) < 17 {
+		return 0
+	}
+	return mvcc.BytesToRev(k[:17]).Main
+}

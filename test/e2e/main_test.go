@@ -156,3 +156,13 @@ func execServing(t *testing.T, cmd *exec.Cmd, url, target string) (int, etcdproc
 		}
 	}
 }
+
+// logLine is the first line of log containing s.
+func logLine(log, s string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
+}

@@ -426,16 +426,6 @@ func minor(v string) string {
 	return p[0] + "." + p[1]
 }
 
-// logLine is the first line of log containing s.
-func logLine(log, s string) string {
-	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, s) {
-			return l
-		}
-	}
-	return ""
-}
-
 // TestOldEtcd2MixedV3Refused: a 3.x release serves v2 and v3 side by side; data
 // whose v2 store is recorded as the storage (version.txt <v>/etcd2) but whose v3
 // backend holds keys too has no conversion that keeps both. Refused, untouched.
