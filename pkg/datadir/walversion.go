@@ -1,9 +1,7 @@
 package datadir
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -11,7 +9,6 @@ import (
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 	"go.etcd.io/etcd/pkg/v3/pbutil"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
@@ -93,67 +90,23 @@ func readWALClusterVersion(memberDir string) (string, error) {
 			break
 		}
 	}
-	return scanWALClusterVersion(walDir, at.Index)
+	return scanWALClusterVersion(walDir, at)
 }
 
-// scanWALClusterVersion decodes the WAL from the segment holding the entry after
-// index on, one record at a time (etcd's wal.ReadAll would hold every entry after
-// the snapshot: 640 MiB for 10,000 entries of 64 KiB values), and returns the
-// version the newest cluster version entry after index sets. A later entry at an
-// index replaces the earlier ones from there on, as in ReadAll.
-func scanWALClusterVersion(walDir string, index uint64) (string, error) {
-	files, err := walSegmentsFrom(walDir, index)
-	if err != nil {
+// scanWALClusterVersion returns the version the newest cluster version entry after
+// the snapshot at sets, reading the WAL one record at a time (ReadAll would hold
+// every entry after the snapshot: 640 MiB for 10,000 entries of 64 KiB values).
+func scanWALClusterVersion(walDir string, at walpb.Snapshot) (string, error) {
+	r, err := ReadWAL(walDir, at, func(e raftpb.Entry) bool { return setClusterVersion(e) != "" })
+	if err != nil || len(r.Entries) == 0 {
 		return "", err
 	}
-	var readers []fileutil.FileReader
-	for _, f := range files {
-		defer f.Close()
-		readers = append(readers, fileutil.NewFileReader(f))
-	}
-	dec := wal.NewDecoder(readers...)
-	sets := map[uint64]string{} // entry index -> the version it sets
-	for {
-		var rec walpb.Record
-		err := dec.Decode(&rec)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			break // the end, or a torn last record etcd drops too
-		}
-		if err != nil {
-			return "", fmt.Errorf("read WAL %s: %w", walDir, err)
-		}
-		switch rec.Type {
-		case wal.CrcType:
-			dec.UpdateCRC(rec.Crc)
-		case wal.EntryType:
-			var e raftpb.Entry
-			if err := e.Unmarshal(rec.Data); err != nil {
-				return "", fmt.Errorf("read WAL %s: entry: %w", walDir, err)
-			}
-			if e.Index <= index {
-				continue
-			}
-			for i := range sets {
-				if i >= e.Index {
-					delete(sets, i)
-				}
-			}
-			if v := setClusterVersion(e); v != "" {
-				sets[e.Index] = v
-			}
-		}
-	}
-	last, at := "", uint64(0)
-	for i, v := range sets {
-		if i >= at {
-			last, at = v, i
-		}
-	}
-	return last, nil
+	return setClusterVersion(r.Entries[len(r.Entries)-1]), nil
 }
 
-// walSegmentsFrom opens, in order, the WAL segments from the last one that starts
-// at or before the entry after index (segment names are <seq>-<first index>.wal).
+// walSegmentsFrom opens, in order, the WAL segments from the last one whose first
+// index is at or below index, as etcd selects them (segment names are
+// <seq>-<first index>.wal; the sequence must have no gap).
 func walSegmentsFrom(walDir string, index uint64) ([]*os.File, error) {
 	names, err := filepath.Glob(filepath.Join(walDir, "*.wal"))
 	if err != nil {
@@ -161,10 +114,23 @@ func walSegmentsFrom(walDir string, index uint64) ([]*os.File, error) {
 	}
 	sort.Strings(names)
 	from := 0
-	for i, n := range names {
+	// Names etcd does not parse, it skips; so does this.
+	var seqs []uint64
+	valid := names[:0]
+	for _, n := range names {
 		var seq, first uint64
-		if _, err := fmt.Sscanf(filepath.Base(n), "%016x-%016x.wal", &seq, &first); err == nil && first <= index+1 {
-			from = i
+		if _, err := fmt.Sscanf(filepath.Base(n), "%016x-%016x.wal", &seq, &first); err != nil {
+			continue
+		}
+		if first <= index {
+			from = len(valid)
+		}
+		valid, seqs = append(valid, n), append(seqs, seq)
+	}
+	names = valid
+	for i := from + 1; i < len(names); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			return nil, fmt.Errorf("read WAL %s: segment %s does not follow %s", walDir, filepath.Base(names[i]), filepath.Base(names[i-1]))
 		}
 	}
 	var files []*os.File

@@ -80,7 +80,7 @@ func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, 
 	// (what etcd's ValidSnapshotEntries + LoadNewestAvailable pick), found by
 	// opening the WAL at each candidate instead of reading the WAL twice.
 	for _, f := range snaps {
-		ents, hs, err := readWAL(lg, walDir, walpb.Snapshot{Index: f.index, Term: f.term})
+		ents, hs, err := readWAL(walDir, walpb.Snapshot{Index: f.index, Term: f.term})
 		if errors.Is(err, wal.ErrSnapshotNotFound) || (err == nil && f.index > hs.Commit) {
 			continue
 		}
@@ -97,7 +97,7 @@ func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, 
 		return res, err
 	}
 	// No usable snapshot: the whole WAL from the start.
-	ents, _, err := readWAL(lg, walDir, walpb.Snapshot{})
+	ents, _, err := readWAL(walDir, walpb.Snapshot{})
 	if err != nil {
 		return nil, err
 	}
@@ -181,17 +181,25 @@ func v2Request(e raftpb.Entry, walDir string) (*pb.Request, error) {
 	return raftReq.V2, nil
 }
 
-func readWAL(lg *zap.Logger, walDir string, at walpb.Snapshot) ([]raftpb.Entry, raftpb.HardState, error) {
-	w, err := wal.OpenForRead(lg, walDir, at)
-	if err != nil {
-		return nil, raftpb.HardState{}, fmt.Errorf("open WAL %s: %w", walDir, err)
+// readWAL reads the WAL after the snapshot at, keeping the entries the v2 store
+// replays (v2 requests and membership changes); the v3 requests a 3.x member
+// logged are dropped as they are read, not held.
+func readWAL(walDir string, at walpb.Snapshot) ([]raftpb.Entry, raftpb.HardState, error) {
+	r, err := datadir.ReadWAL(walDir, at, func(e raftpb.Entry) bool {
+		if e.Type == raftpb.EntryConfChange {
+			return true
+		}
+		// An entry that does not decode is kept: the replay reports it.
+		req, err := v2Request(e, walDir)
+		return err != nil || req != nil
+	})
+	switch {
+	case err != nil:
+		return nil, r.HardState, fmt.Errorf("at snapshot index %d: %w", at.Index, err)
+	case !r.SnapshotFound:
+		return nil, r.HardState, fmt.Errorf("read WAL %s at snapshot index %d: %w", walDir, at.Index, wal.ErrSnapshotNotFound)
 	}
-	defer w.Close()
-	_, hs, ents, err := w.ReadAll()
-	if err != nil {
-		return nil, hs, fmt.Errorf("read WAL %s at snapshot index %d: %w", walDir, at.Index, err)
-	}
-	return ents, hs, nil
+	return r.Entries, r.HardState, nil
 }
 
 // replay applies the WAL entries after the snapshot to the store. Every entry
