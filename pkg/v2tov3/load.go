@@ -113,6 +113,8 @@ func loadSnapshot(f snapFile, ents []raftpb.Entry, walDir, spoolPath string) (*L
 		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
 	}
 	defer sec.f.Close()
+	// Deferred after the Close, so it runs first: the CRC pass reads the file.
+	defer func() { _ = sec.verify() }()
 	keep, err := keysReadByReplay(ents, walDir)
 	if err != nil {
 		return nil, err
@@ -125,6 +127,10 @@ func loadSnapshot(f snapFile, ents []raftpb.Entry, walDir, spoolPath string) (*L
 	skeleton, storeIndex, err := decodeSkeleton(sec.data, spool, keep)
 	if err == nil {
 		err = spool.finish()
+	}
+	if crcErr := sec.verify(); crcErr != nil {
+		res.Close()
+		return nil, fmt.Errorf("%w: snapshot %s: %w", errBadSnapshot, f.path, crcErr)
 	}
 	if err != nil {
 		res.Close()

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,9 +50,16 @@ func BenchmarkScale(b *testing.B) {
 	}
 	db, _ := os.Stat(filepath.Join(pristine, "member", "snap", "db"))
 	fmt.Printf("data set: %d keys of %d bytes, db %s, data dir %s\n", keys, value, mib(db.Size()), mib(dirSize(b, pristine)))
-	scaleWalk(b, binDir, pristine)
-	scaleBackup(b, pristine)
-	if n := envInt("SCALE_ETCD2_KEYS", 1000000); n > 0 {
+	// SCALE_PARTS picks parts to run (walk, backup, convert; all by default).
+	parts := os.Getenv("SCALE_PARTS")
+	part := func(p string) bool { return parts == "" || slices.Contains(strings.Split(parts, ","), p) }
+	if part("walk") {
+		scaleWalk(b, binDir, pristine)
+	}
+	if part("backup") {
+		scaleBackup(b, pristine)
+	}
+	if n := envInt("SCALE_ETCD2_KEYS", 1000000); n > 0 && part("convert") {
 		scaleConvert(b, binDir, cache, n)
 	}
 }
