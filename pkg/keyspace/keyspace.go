@@ -139,7 +139,7 @@ func scan(dataDir string, before *Digest) (*Digest, error) {
 		if err != nil {
 			return err
 		}
-		if _, pending := v3backend.PendingCompaction(tx); (before == nil && pending) || (before != nil && before.live != nil) {
+		if pending := v3backend.PendingCompaction(tx); (before == nil && pending) || (before != nil && before.live != nil) {
 			d.live, err = scanLive(db, tx, d.leases)
 			return err
 		}

@@ -21,7 +21,6 @@ import (
 // because a lease may expire while a step's etcd runs, which deletes its keys
 // legitimately.
 type liveDigest struct {
-	keys      int
 	unleased  uint64
 	unleasedN int
 	leased    map[string]leasedKey
@@ -40,11 +39,10 @@ type leasedKey struct {
 type keyID [2]uint64
 
 var (
-	keySeed = maphash.MakeSeed()
-	crc64s  = crc64.MakeTable(crc64.ECMA)
+	keySeed    = maphash.MakeSeed()
+	crc64s     = crc64.MakeTable(crc64.ECMA)
+	castagnoli = crc32.MakeTable(crc32.Castagnoli)
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func idOf(k []byte) keyID { return keyID{maphash.Bytes(keySeed, k), crc64.Checksum(k, crc64s)} }
 
@@ -87,7 +85,7 @@ func scanLive(db *bolt.DB, tx *bolt.Tx, leases map[int64]int64) (*liveDigest, er
 	if err != nil {
 		return nil, err
 	}
-	d := &liveDigest{keys: len(live), leased: map[string]leasedKey{}}
+	d := &liveDigest{leased: map[string]leasedKey{}}
 	for id, r := range live {
 		if r.lease == 0 {
 			d.unleased += r.sum

@@ -132,9 +132,9 @@ func (s *snapshotSection) verify() error {
 	return s.crcErr
 }
 
-// protoFields walks the top-level fields of a protobuf message in r without
-// reading length-delimited payloads (it reads only the tags and lengths): fn gets varints as v, and the offset and
-// length of bytes fields.
+// protoFields walks the top-level fields of a protobuf message in r reading only
+// tags and lengths, not length-delimited payloads: fn gets varints as v, and the
+// offset and length of bytes fields.
 func protoFields(r *io.SectionReader, fn func(num, v uint64, off, n int64) error) error {
 	br := bufio.NewReaderSize(r, 4096)
 	var pos int64

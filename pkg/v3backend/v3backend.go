@@ -83,10 +83,7 @@ func LastRevision(tx *bolt.Tx) int64 {
 		return 0
 	}
 	k, _ := kb.Cursor().Last()
-	if len(k) < 17 {
-		return 0
-	}
-	return mvcc.BytesToRev(k[:17]).Main
+	return RevisionOf(k)
 }
 
 // ForEachRawRevision calls fn with every key revision record as stored, in
@@ -264,11 +261,11 @@ func ReadAlarms(tx *bolt.Tx) ([]string, error) {
 
 // PendingCompaction reports a compaction etcd scheduled but did not finish (it
 // stopped in between): the next etcd to open the backend finishes it at start,
-// removing the history up to scheduled (etcd's mvcc store restore).
-func PendingCompaction(tx *bolt.Tx) (scheduled int64, pending bool) {
+// removing the history up to the scheduled revision (etcd's mvcc store restore).
+func PendingCompaction(tx *bolt.Tx) bool {
 	meta := tx.Bucket(schema.Meta.Name())
 	if meta == nil {
-		return 0, false
+		return false
 	}
 	rev := func(name []byte) int64 {
 		if v := meta.Get(name); len(v) >= 17 {
@@ -276,11 +273,10 @@ func PendingCompaction(tx *bolt.Tx) (scheduled int64, pending bool) {
 		}
 		return 0
 	}
-	scheduled = rev(schema.ScheduledCompactKeyName)
-	return scheduled, scheduled > rev(schema.FinishedCompactKeyName)
+	return rev(schema.ScheduledCompactKeyName) > rev(schema.FinishedCompactKeyName)
 }
 
-// RevisionOf is the main revision of a key revision record's key.
+// RevisionOf is the main revision of a key revision record's key (0 for none).
 func RevisionOf(k []byte) int64 {
 	if len(k) < 17 {
 		return 0
