@@ -40,6 +40,9 @@ type Config struct {
 	BinDir  string
 	Target  versionfile.Pair
 	Bundled []*version.Version
+	// RequestedTarget is the TARGET_VERSION asked for when it is not bundled and
+	// Target is its minor's bundled release (logged once); nil otherwise.
+	RequestedTarget *version.Version
 
 	// Member is the identity and the private, loopback-only URLs of the steps' etcd;
 	// its ExtraArgs (ETCD_CREDS, filtered: Creds.StepArgs) go to every etcd a step
@@ -259,6 +262,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 		}
 	}()
 	start := time.Now()
+	if c.RequestedTarget != nil {
+		log.Info("target version is not bundled: its minor's bundled release runs, and version.txt records it", "requested", c.RequestedTarget.String(), "runs", c.Target.Version.String())
+	}
 	if cleaned, err := backup.CleanStale(c.DataDir); err != nil {
 		return nil, err
 	} else if len(cleaned) > 0 {

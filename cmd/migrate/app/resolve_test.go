@@ -290,7 +290,7 @@ func TestResolveBuildTimeBundledDefault(t *testing.T) {
 	if got := versionsText(r); got != "3.5.35,3.6.16" {
 		t.Errorf("Bundled = %s, want the build-time default 3.5.35,3.6.16", got)
 	}
-	r = mustResolve(t, nil, withEnv(map[string]string{"BUNDLED_VERSIONS": "3.7.3"}))
+	r = mustResolve(t, nil, withEnv(map[string]string{"BUNDLED_VERSIONS": "3.7.3", "TARGET_VERSION": "3.7.3"}))
 	if got := versionsText(r); got != "3.7.3" {
 		t.Errorf("Bundled = %s, want BUNDLED_VERSIONS 3.7.3 over the build-time default", got)
 	}
@@ -490,9 +490,13 @@ func TestPlanCommand(t *testing.T) {
 
 	// A target that is not bundled is an input error (exit code 2).
 	_, err = executeRoot(t, env, "plan", "--target-version=3.8.0")
-	var ie *migrate.InputError
-	if err == nil || !errors.As(err, &ie) || !strings.Contains(err.Error(), "target version 3.8.0 is not bundled") {
-		t.Errorf("plan to 3.8.0 = %v (%T), want an InputError saying it is not bundled", err, err)
+	if err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), "target version 3.8.0 is not bundled, nor any etcd 3.8.x") {
+		t.Errorf("plan to 3.8.0 = %v (%T), want an exit-2 error saying it is not bundled", err, err)
+	}
+	// Another patch of a bundled minor plans to that minor's bundled release.
+	out, err = executeRoot(t, env, "plan", "--target-version=3.6.2")
+	if err != nil || !strings.Contains(out, "target:  3.6.16/etcd3\n") {
+		t.Errorf("plan to 3.6.2 = %q, %v; want target 3.6.16/etcd3", out, err)
 	}
 	// plan changes nothing.
 	if b, _ := os.ReadFile(filepath.Join(dir, "version.txt")); string(b) != "3.6.16/etcd3\n" {

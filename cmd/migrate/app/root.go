@@ -180,6 +180,16 @@ func resolveTarget(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) s
 	if err != nil {
 		return err
 	}
+	// Any patch of a bundled minor runs that minor's bundled release; version.txt
+	// records what ran, so the same TARGET_VERSION next time is a no-op.
+	ran, err := steps.BundledTarget(target.Version, bundled)
+	if err != nil {
+		return err
+	}
+	if !ran.Equal(target.Version) {
+		r.cfg.RequestedTarget = target.Version
+		target.Version = ran
+	}
 	r.cfg.DataDir, r.cfg.Target, r.cfg.Bundled = dataDir, target, bundled
 	return nil
 }
