@@ -49,17 +49,28 @@ type Caps struct {
 	// server goes by (3.6+); older servers go by the v2 store's, and their
 	// backend may keep a member a snapshot restore replaced.
 	MembershipInBackend bool
+	// PaddedWAL: the server reads WAL frames padded to 8 bytes, the only format
+	// etcd's wal package writes since 3.1; 2.x and 3.0 panic on them and need
+	// the unpadded frame (pkg/legacywal).
+	PaddedWAL bool
+	// UnsyncedFreelist: the server's bolt opens a db whose freelist is not
+	// written (bbolt's NoFreelistSync, which etcd 3.4+ and its packages use);
+	// etcd 3.0's boltdb/bolt 1.3.0 panics on one (index out of range).
+	UnsyncedFreelist bool
+	// V3Backend: the server keeps a v3 backend (member/snap/db) next to the v2
+	// store (3.0+); etcd 2.x has none.
+	V3Backend bool
 }
 
 // table holds one row per bundled minor, from etcd's release notes and measured
 // with the bundled binaries.
 var table = map[string]Caps{
-	"3.4": {V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, ZapLoggerFlag: true, RaftAppliedIndex: true},
-	"3.5": {V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
+	"3.4": {PaddedWAL: true, UnsyncedFreelist: true, V3Backend: true, V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, ZapLoggerFlag: true, RaftAppliedIndex: true},
+	"3.5": {PaddedWAL: true, UnsyncedFreelist: true, V3Backend: true, V2API: true, V2StoreContent: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--experimental-downgrade-check-time"},
-	"3.6": {MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
+	"3.6": {PaddedWAL: true, UnsyncedFreelist: true, V3Backend: true, MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--downgrade-check-time"},
-	"3.7": {MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
+	"3.7": {PaddedWAL: true, UnsyncedFreelist: true, V3Backend: true, MembershipInBackend: true, StorageVersion: true, DowngradeFrom: true, DowngradeStatus: true, ClusterVersionInBackend: true, TermInBackend: true, Etcdutl: true, RaftAppliedIndex: true,
 		DowngradeCheckTimeFlag: "--downgrade-check-time"},
 }
 
@@ -79,7 +90,10 @@ func For(v *version.Version) Caps {
 	}
 	// Before 3.4: etcd 2.x and the first 3.x minors.
 	return Caps{V2API: true, V2StoreContent: true,
-		V2WithoutFlag: versionfile.CompareMinor(v, versionfile.MustVersion("3.2.0")) < 0}
+		V2WithoutFlag:    versionfile.CompareMinor(v, versionfile.MustVersion("3.2.0")) < 0,
+		PaddedWAL:        versionfile.CompareMinor(v, versionfile.MustVersion("3.1.0")) >= 0,
+		UnsyncedFreelist: versionfile.CompareMinor(v, versionfile.MustVersion("3.1.0")) >= 0,
+		V3Backend:        versionfile.Major(v) >= 3}
 }
 
 // Of is For of a "major.minor.patch" literal.

@@ -12,9 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hashicorp/go-version"
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
+	"github.com/etcd-migrate/etcd-migrate/pkg/legacywal"
 	"github.com/etcd-migrate/etcd-migrate/pkg/versionfile"
 )
 
@@ -149,4 +154,39 @@ func Recover(dataDir string) (recovered bool, err error) {
 		return false, nil
 	}
 	return true, Cleanup(dataDir)
+}
+
+// Fit shapes a member dir that etcdutl's restore wrote under dataDir for the etcd
+// that will read it: etcd before 3.1 gets its WAL in the unpadded frame format
+// (pkg/legacywal) and a db whose freelist is written, and etcd 2.x, which keeps no v3 backend, gets no db file (the
+// etcd 3.0 that later upgrades the data creates it from the v2 store, as from any
+// 2.x data; an old db there would not match the snapshots 2.x takes).
+func Fit(dataDir string, reader *version.Version) error {
+	caps := etcdversion.For(reader)
+	if !caps.PaddedWAL {
+		if _, err := legacywal.Unpad(datadir.WALDir(dataDir)); err != nil {
+			return fmt.Errorf("write the WAL etcd %s reads: %w", reader, err)
+		}
+	}
+	if caps.V3Backend && !caps.UnsyncedFreelist {
+		// bbolt writes the freelist when a db that has none is opened without
+		// NoFreelistSync ("so NoFreelistSync unaware boltdb can open the db").
+		db, err := bolt.Open(datadir.BackendPath(dataDir), 0o600, &bolt.Options{NoFreelistSync: false})
+		if err != nil {
+			return fmt.Errorf("write the freelist etcd %s needs: %w", reader, err)
+		}
+		if err := db.Close(); err != nil {
+			return fmt.Errorf("write the freelist etcd %s needs: %w", reader, err)
+		}
+	}
+	if !caps.V3Backend {
+		db := datadir.BackendPath(dataDir)
+		if err := os.Remove(db); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("etcd %s keeps no v3 backend: %w", reader, err)
+		}
+		if err := durable.SyncDir(filepath.Dir(db)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

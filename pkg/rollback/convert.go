@@ -118,6 +118,9 @@ func Convert(opts Options) (*Result, error) {
 	if err := snap.New(lg, datadir.SnapDir(out)).SaveSnap(*raftSnap); err != nil {
 		return nil, fmt.Errorf("save the v2 snapshot in %s: %w", out, err)
 	}
+	if err := memberdir.Fit(out, opts.Target.Version); err != nil {
+		return nil, err
+	}
 	fault.Point(fault.RollbackBeforeSwap)
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err

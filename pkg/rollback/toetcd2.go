@@ -6,12 +6,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/steprun"
 )
 
 // ToEtcd2 rewrites the v3 keyspace as a v2 store in a fresh member dir (Convert),
-// then runs etcd of To (3.1 to 3.5: the planner's minWALReader) with the v2 API on
-// it like any step.
+// then runs etcd of To (2.2 to 3.5) with the v2 API on it like any step.
 type ToEtcd2 struct{ steprun.Move }
 
 func (ToEtcd2) Kind() steprun.Kind { return steprun.KindRollbackToEtcd2 }
@@ -50,7 +50,13 @@ func (s ToEtcd2) Run(ctx context.Context, env *steprun.Env) ([]any, error) {
 		return nil, fmt.Errorf("step %s: %w", s, err)
 	}
 	attrs := []any{"keys", res.Keys, "leased", res.Leased, "convert_ms", time.Since(start).Milliseconds()}
-	t, err := env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{EnableV2: true})
+	var t []any
+	if etcdversion.For(s.To.Version).V3Backend {
+		t, err = env.Etcd(ctx, s, s.To.Version, steprun.EtcdRun{EnableV2: true})
+	} else {
+		// etcd 2.x serves the v2 API only: the etcd2-mode run.
+		t, err = env.EtcdV2(ctx, s, s.To.Version)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -189,15 +189,12 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 				fail("step %d runs %v on %v: not a newer patch (or a known one over an unknown) of one minor in etcd3", i+1, s.To, s.From)
 			}
 		case steprun.KindV2ToV3:
-			// At the first bundled etcd 3.x at or after the data's minor and 3.1
-			// (the oldest that reads the WAL the conversion writes).
+			// At the first bundled etcd 3.x at or after the data's minor (the
+			// conversion writes the WAL framing that etcd reads).
 			from := s.From.Version
-			if v31 := versionfile.MustVersion("3.1.0"); versionfile.CompareMinor(from, v31) < 0 {
-				from = v31
-			}
 			if s.From.Storage != versionfile.StorageEtcd2 || s.To.Storage != versionfile.StorageEtcd3 ||
 				s.To.Major() != 3 || versionfile.CompareMinor(s.To.Version, from) < 0 {
-				fail("step %d converts %v -> %v: not etcd2 -> etcd3 3.x at or after the data's minor and 3.1", i+1, s.From, s.To)
+				fail("step %d converts %v -> %v: not etcd2 -> etcd3 3.x at or after the data's minor", i+1, s.From, s.To)
 			}
 			for _, b := range bundled {
 				if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, from) >= 0 && versionfile.CompareMinor(b, s.To.Version) < 0 {
@@ -220,12 +217,12 @@ func checkChain(t *testing.T, what string, cur *versionfile.Pair, target version
 				fail("step %d rolls back through %v, not a bundled etcd of %v's minor", i+1, v, s.From)
 			}
 		case steprun.KindRollbackToEtcd2:
-			// At one minor, 3.1 or newer: etcd 2.x and 3.0 cannot read the WAL
-			// the conversion writes.
+			// At one minor of etcd 3, or from 3.0 (the first etcd3 minor) to 2.x.
+			to2x := s.To.Major() == 2 && s.From.Major() == 3 && s.From.Minor() == 0
 			ok := s.From.Storage == versionfile.StorageEtcd3 && s.To.Storage == versionfile.StorageEtcd2 &&
-				sameMinor && versionfile.CompareMinor(s.To.Version, versionfile.MustVersion("3.1.0")) >= 0
+				(sameMinor || to2x) && etcdversion.For(s.To.Version).V2API
 			if !ok {
-				fail("step %d converts %v -> %v: not etcd3 -> etcd2 at one minor of 3.1 or newer", i+1, s.From, s.To)
+				fail("step %d converts %v -> %v: not etcd3 -> etcd2 at one minor, nor 3.0 -> 2.x", i+1, s.From, s.To)
 			}
 		default:
 			fail("step %d has unknown kind %q", i+1, st.Kind())

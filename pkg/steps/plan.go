@@ -159,37 +159,46 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 	return steps, nil
 }
 
-// minWALReader is the oldest etcd that reads the WAL etcd's wal package writes.
-// Found with the real 2.2.5 and 3.0.17: both panic reading it (a record length with
-// the padding flag set reads as a huge or negative size), and the package writes no
-// other format.
-var minWALReader = versionfile.MustVersion("3.1.0")
-
 // toEtcd2Steps rolls etcd3 data back to etcd2: one minor at a time in etcd3 down to
-// the target's minor, then the keyspace becomes a v2 store served by the target.
-// The v2 API exists up to etcd 3.5, and the conversion's WAL is read from 3.1 on:
-// the Kubernetes rollback tool's 3.0 -> 2.x is refused.
+// the target's minor (for etcd 2.x: to 3.0, the first etcd3 minor, as the
+// Kubernetes rollback from 3.0 to 2.2 did), then the keyspace becomes a v2 store
+// served by the target. Etcd 2.x and 3.0 get the WAL framing they read
+// (memberdir.Fit).
 func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
-	if versionfile.CompareMinor(target.Version, minWALReader) < 0 {
-		return nil, fmt.Errorf("%s -> %s: etcd %s cannot read the write-ahead log migrate writes (etcd 3.1 and newer pad its records to 8 bytes), so rollbacks to etcd2 at 2.x and 3.0 are %w; target etcd2 storage at 3.1 to 3.5", cur, target, target.Version, ErrNotSupported)
-	}
-	if target.Major() != cur.Major() || !etcdversion.For(target.Version).V2API {
+	if !etcdversion.For(target.Version).V2API {
 		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older", cur, target, target.Version)
 	}
-	if target.Minor() > cur.Minor() {
+	leave := target.Version // the etcd3 minor the keyspace leaves etcd3 at
+	if target.Major() < cur.Major() {
+		if leave = newestOfMinor(bundled, 3, 0); leave == nil {
+			return nil, fmt.Errorf("%s -> %s: a rollback to etcd %s goes down etcd3 to 3.0, the first etcd3 minor, and no etcd 3.0.x is bundled (bundled: %s): bundle etcd 3.0.17 (the full image), or target etcd2 storage at 3.%d to 3.5", cur, target, target.MinorString(), joinVersions(bundled), max(1, lowestMinor(bundled, 3)))
+		}
+	}
+	if versionfile.CompareMinor(leave, cur.Version) > 0 {
 		return nil, fmt.Errorf("%s -> %s: etcd2 storage is reached by rolling back; upgrade in etcd3 to %s first, then roll back to etcd2 at that minor", cur, target, target.MinorString())
 	}
 	var steps []steprun.Step
 	from := cur
-	if target.Minor() < cur.Minor() {
+	if versionfile.CompareMinor(leave, cur.Version) < 0 {
 		var err error
-		steps, err = rollbackSteps(nil, cur, versionfile.Pair{Version: target.Version, Storage: versionfile.StorageEtcd3}, bundled)
+		steps, err = rollbackSteps(nil, cur, versionfile.Pair{Version: leave, Storage: versionfile.StorageEtcd3}, bundled)
 		if err != nil {
 			return nil, err
 		}
 		from = steps[len(steps)-1].Span().To
 	}
 	return append(steps, rollback.ToEtcd2{Move: steprun.Move{From: from, To: target}}), nil
+}
+
+// lowestMinor is the lowest bundled minor of major, -1 if none.
+func lowestMinor(vs []*version.Version, major int) int {
+	low := -1
+	for _, v := range vs {
+		if versionfile.Major(v) == major && (low < 0 || versionfile.Minor(v) < low) {
+			low = versionfile.Minor(v)
+		}
+	}
+	return low
 }
 
 // rollbackMinor goes one minor down with the downgrade API of via (the minor being
@@ -204,38 +213,31 @@ func rollbackMinor(m steprun.Move, via *version.Version) steprun.Step {
 }
 
 // conversionStep plans the v2 -> v3 conversion of etcd2 data at cur. It happens at
-// the first bundled etcd 3.x at or after cur (and 3.1, the oldest that reads the WAL
-// it writes): the newest bundled patch of cur's
-// minor, else of the lowest bundled 3.x minor above it, which then serves the
-// converted data. The conversion reads the v2 store offline (the WAL and snapshot
-// formats of every etcd 2.x and 3.x) and writes a fresh member dir, so no etcd has to
-// read the older data: bundled etcd 2.x minors newer than the data are not run
-// first (etcd's 2.2 -> 2.3 -> 3.0 path exists for etcd's own v2 -> v3 migration,
-// which needed 3.0 data).
+// the first bundled etcd 3.x at or after cur's minor (3.0 for etcd 2.x data, as in
+// etcd's own v2 -> v3 migration and the Kubernetes upgrade document): the newest
+// bundled patch of that minor, which then serves the converted data. The conversion
+// reads the v2 store offline (the WAL and snapshot formats of every etcd 2.x and
+// 3.x) and writes a fresh member dir in the WAL framing that etcd reads
+// (memberdir.Fit), so no etcd has to read the older data: bundled etcd 2.x minors
+// newer than the data are not run first.
 func conversionStep(cur, target versionfile.Pair, bundled []*version.Version) (ConvertV2ToV3, error) {
 	if versionfile.CompareMinor(target.Version, cur.Version) < 0 {
 		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: rollbacks are %w; the etcd2 data converts at %s or newer", cur, target, ErrNotSupported, cur.MinorString())
 	}
 	sorted := append([]*version.Version(nil), bundled...)
 	sort.Sort(version.Collection(sorted))
-	// The conversion writes its WAL with etcd's wal package, whose padded records
-	// etcd 3.0 cannot read: it converts at 3.1 at the earliest.
-	from := cur.Version
-	if versionfile.CompareMinor(from, minWALReader) < 0 {
-		from = minWALReader
-	}
 	var at *version.Version
 	for _, b := range sorted {
-		if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, from) >= 0 {
+		if versionfile.Major(b) == 3 && versionfile.CompareMinor(b, cur.Version) >= 0 {
 			at = newestOfMinor(bundled, 3, versionfile.Minor(b))
 			break
 		}
 	}
 	if at == nil {
-		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, versionfile.MinorString(from), joinVersions(bundled))
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, and none is bundled (bundled: %s)", cur, target, cur.MinorString(), joinVersions(bundled))
 	}
 	if versionfile.CompareMinor(at, target.Version) > 0 {
-		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle etcd %s", cur, target, versionfile.MinorString(from), at, versionfile.MinorString(at), target.MinorString())
+		return ConvertV2ToV3{}, fmt.Errorf("%s -> %s: the v2 store converts at the first bundled etcd 3.x at or after %s, which is %s, past the target: target %s or newer, or bundle an etcd %s release", cur, target, cur.MinorString(), at, versionfile.MinorString(at), target.MinorString())
 	}
 	return ConvertV2ToV3{steprun.Move{From: cur, To: versionfile.Pair{Version: at, Storage: versionfile.StorageEtcd3}}}, nil
 }

@@ -127,6 +127,9 @@ func Convert(ctx context.Context, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := memberdir.Fit(out, opts.Target.Version); err != nil {
+		return nil, err
+	}
 	fault.Point(fault.ConvertBeforeSwap)
 	if err := work.Replace(filepath.Join(out, "member")); err != nil {
 		return nil, err
