@@ -118,6 +118,12 @@ type Status struct {
 	// tells; nil for an empty data dir. When a step cut short moved the data one
 	// minor from version.txt, it is the data's minor with the patch unknown.
 	Current *versionfile.Pair
+	// VersionFileErr is why version.txt could not be read, other than its absence
+	// (malformed, unreadable); VersionFile is then nil.
+	VersionFileErr error
+	// Assumed: the data is v2-only without version.txt and Current is the oldest
+	// bundled etcd 2.x, which such data is taken to come from (Config.Current).
+	Assumed bool
 }
 
 // CutShort says a step moved the data off what version.txt records before it was
@@ -146,6 +152,14 @@ func Inspect(dataDir string) (Status, error) {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return st, inputErr(fmt.Errorf("data dir %s: %w", dataDir, err))
 	}
+	// version.txt first: what it says is reported even when the data cannot be
+	// read (an etcd serving it holds the db's lock).
+	p, verr := versionfile.Read(dataDir)
+	if verr == nil {
+		st.VersionFile = &p
+	} else if !errors.Is(verr, versionfile.ErrNotExist) {
+		st.VersionFileErr = verr
+	}
 	detected, err := datadir.Detect(dataDir)
 	orig, swapped := memberdir.Unrecorded(dataDir)
 	if swapped {
@@ -156,10 +170,8 @@ func Inspect(dataDir string) (Status, error) {
 		return st, inputErr(err)
 	}
 	st.Detected = detected
-	p, err := versionfile.Read(dataDir)
 	switch {
-	case err == nil:
-		st.VersionFile = &p
+	case verr == nil:
 		if detected.Empty {
 			// version.txt without data (an empty dir migrated before): there is
 			// nothing to move, whatever it names.
@@ -177,7 +189,7 @@ func Inspect(dataDir string) (Status, error) {
 			}
 		}
 		st.Current = &cur
-	case errors.Is(err, versionfile.ErrNotExist):
+	case errors.Is(verr, versionfile.ErrNotExist):
 		if detected.Empty {
 			return st, nil
 		}
@@ -187,21 +199,36 @@ func Inspect(dataDir string) (Status, error) {
 		}
 		st.Current = &p
 	default:
-		return st, inputErr(err)
+		return st, inputErr(verr)
 	}
 	return st, nil
 }
 
-// Plan inspects the data dir and plans the steps to the target.
-func (c *Config) Plan() (Status, []steprun.Step, error) {
+// Current is Inspect with the seed's rule for v2-only data without version.txt:
+// it was written by the oldest etcd 2.x of the image (the conversion reads any
+// 2.x's v2 store). Plan and status take the same answer; the assumption is logged.
+func (c *Config) Current() (Status, error) {
 	st, err := Inspect(c.DataDir)
 	if oldest := oldestEtcd2(c.Bundled); errors.Is(err, datadir.ErrUnversionedEtcd2) && oldest != nil {
-		// The seed's rule: v2-only data without version.txt was written by the
-		// oldest etcd 2.x of the image. The conversion reads any 2.x's v2 store.
 		p := versionfile.Pair{Version: oldest, Storage: versionfile.StorageEtcd2}
-		c.Logger.Warn("etcd2 data without version.txt: taken as written by the oldest bundled etcd 2.x", "data_dir", c.DataDir, "current", p.String())
-		st.Current, err = &p, nil
+		c.logger().Warn("etcd2 data without version.txt: taken as written by the oldest bundled etcd 2.x", "data_dir", c.DataDir, "current", p.String())
+		st.Current, st.Assumed, err = &p, true, nil
 	}
+	return st, err
+}
+
+// logger is c.Logger, or one that discards when none was set (a Config built by a
+// test or a caller that logs nothing).
+func (c *Config) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+// Plan inspects the data dir and plans the steps to the target.
+func (c *Config) Plan() (Status, []steprun.Step, error) {
+	st, err := c.Current()
 	if err != nil {
 		return st, nil, err
 	}
@@ -356,25 +383,12 @@ func (c *Config) recoverReplacement() error {
 // exec'd); the files ETCD_CREDS names can be read; the private ports are free and
 // loopback. (ETCD_CREDS listeners are refused when it is parsed.)
 func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
-	bins := []string{steprun.EtcdBinary(c.BinDir, c.Target.Version)}
-	runsEtcd := false
-	for _, s := range plan {
-		b := s.Binaries(c.BinDir)
-		runsEtcd = runsEtcd || len(b) > 0
-		bins = append(bins, b...)
-	}
-	for _, b := range bins {
-		if err := steprun.CheckExecutable(b); err != nil {
-			return err
-		}
-	}
-	if err := checkBinaryVersions(bins); err != nil {
+	if err := c.CheckBinaries(plan); err != nil {
 		return err
 	}
-	if c.WillExec {
-		if err := c.checkTargetAccepts(); err != nil {
-			return err
-		}
+	runsEtcd := false
+	for _, s := range plan {
+		runsEtcd = runsEtcd || len(s.Binaries(c.BinDir)) > 0
 	}
 	if !runsEtcd {
 		return nil
@@ -415,6 +429,31 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 		}
 		if err := checkFree("peer", u.Host); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// CheckBinaries is the part of the preflight that reads the bin dir, run by plan
+// too: every binary the plan runs, and the target's, exists, is executable and
+// reports the version its name says; when etcd is exec'd, the target accepts its
+// command line. It changes nothing; a refusal is an InputError.
+func (c *Config) CheckBinaries(plan []steprun.Step) error {
+	bins := []string{steprun.EtcdBinary(c.BinDir, c.Target.Version)}
+	for _, s := range plan {
+		bins = append(bins, s.Binaries(c.BinDir)...)
+	}
+	for _, b := range bins {
+		if err := steprun.CheckExecutable(b); err != nil {
+			return inputErr(err)
+		}
+	}
+	if err := checkBinaryVersions(bins); err != nil {
+		return inputErr(err)
+	}
+	if c.WillExec {
+		if err := c.checkTargetAccepts(); err != nil {
+			return inputErr(err)
 		}
 	}
 	return nil

@@ -40,31 +40,13 @@ func migrateCmd(t *testing.T, binDir, dataDir string, env []string, args ...stri
 		fmt.Sprintf("--peer-port=%d", etcdtest.FreePort(t)),
 	}
 	if len(args) > 0 && (args[0] == "plan" || args[0] == "status") {
-		// plan and status take only the flags they use, after the command's name.
-		base = subcommandFlags(args[0], base)
+		// plan and status take the run's flags, after the command's name.
 		base, args = append([]string{args[0]}, base...), args[1:]
 	}
 	cmd := exec.Command(filepath.Join(binDir, "migrate"), append(base, args...)...)
 	cmd.Env = append(os.Environ(), "DO_NOT_MOVE_BINARIES=true")
 	cmd.Env = append(cmd.Env, env...)
 	return cmd
-}
-
-// subcommandFlags keeps the flags of base that the plan or status command takes.
-func subcommandFlags(cmd string, base []string) []string {
-	takes := map[string][]string{
-		"plan":   {"--data-dir=", "--target-version=", "--target-storage=", "--bundled-versions="},
-		"status": {"--data-dir="},
-	}[cmd]
-	var out []string
-	for _, a := range base {
-		for _, p := range takes {
-			if strings.HasPrefix(a, p) {
-				out = append(out, a)
-			}
-		}
-	}
-	return out
 }
 
 func runMigrate(t *testing.T, binDir, dataDir string, env []string, args ...string) result {

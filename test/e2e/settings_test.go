@@ -170,9 +170,10 @@ func TestCLIEdges(t *testing.T) {
 	}{
 		{[]string{"stauts"}, dataDir, `migrate: error: unknown command "stauts" for "migrate" (did you mean "status"?): the commands are plan and status; etcd arguments go after --`, ""},
 		{[]string{"completion", "bash"}, dataDir, `migrate: error: unknown command "completion" for "migrate"`, ""},
-		{[]string{"plan", "extra"}, dataDir, `migrate: error: migrate plan takes no arguments, got ["extra"]`, ""},
-		{[]string{"status", "extra"}, dataDir, `migrate: error: migrate status takes no arguments, got ["extra"]`, ""},
-		{[]string{"plan", "--bin-dir=/x"}, dataDir, `migrate: error: unknown flag: --bin-dir`, ""},
+		{[]string{"plan", "extra"}, dataDir, `migrate: error: migrate plan takes no arguments before --, got ["extra"]`, ""},
+		{[]string{"status", "extra"}, dataDir, `migrate: error: migrate status takes no arguments before --, got ["extra"]`, ""},
+		{[]string{"plan", "--bin-dir=/x"}, dataDir, `migrate: error: bundled binary /x/etcd-3.7.3 is missing: build it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS`, "step 3: upgrade-minor 3.6.16/etcd3 -> 3.7.3/etcd3 (run etcd-3.7.3)\n"},
+		{[]string{"plan", "--bogus"}, dataDir, `migrate: error: unknown flag: --bogus`, ""},
 		{[]string{"status"}, missing, `migrate: error: data dir ` + missing + ` does not exist: check --data-dir/DATA_DIRECTORY`, "data:        data dir does not exist\n"},
 		{[]string{"status"}, malformed, `migrate: error: malformed version.txt: ` + malformed + `/version.txt: invalid version pair "3.4/etcd3"`, "version.txt: malformed\n"},
 	} {

@@ -318,8 +318,10 @@ func TestResolveErrors(t *testing.T) {
 		{"bad bundled version", nil, map[string]string{"BUNDLED_VERSIONS": "3.6.16,3.6"}, `~bundled versions "3.6.16,3.6": invalid etcd version "3.6"`},
 		{"bad --log-format", []string{"--log-format=yaml"}, nil, `--log-format "yaml": use text or json`},
 		{"bad --log-level", []string{"--log-level=verbose"}, nil, `--log-level "verbose": use debug, info, warn or error`},
-		{"two client URLs", nil, map[string]string{"LISTEN_CLIENT_URLS": "http://127.0.0.1:1,http://127.0.0.1:2"},
-			`LISTEN_CLIENT_URLS "http://127.0.0.1:1,http://127.0.0.1:2": the migration etcd serves one private URL`},
+		{"client URL list without a loopback one", nil, map[string]string{"LISTEN_CLIENT_URLS": "http://10.128.0.1:2379,unix://127.0.0.1:2,http://127.0.0.1"},
+			`LISTEN_CLIENT_URLS "http://10.128.0.1:2379,unix://127.0.0.1:2,http://127.0.0.1": no loopback http or https URL with a port for the steps' private listener: add one, e.g. http://127.0.0.1:18629`},
+		{"STORAGE_MEDIA_TYPE protobuf to etcd2", nil, map[string]string{"STORAGE_MEDIA_TYPE": "application/vnd.kubernetes.protobuf", "TARGET_STORAGE": "etcd2", "TARGET_VERSION": "3.4.13"},
+			"STORAGE_MEDIA_TYPE=application/vnd.kubernetes.protobuf with TARGET_STORAGE=etcd2: an etcd2 target holds JSON values only; switch the API server to --storage-media-type=application/json and rewrite every object, then set STORAGE_MEDIA_TYPE=application/json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -421,10 +423,11 @@ func TestRootCommandUsageErrors(t *testing.T) {
 		{[]string{"foo"}, `unknown command "foo" for "migrate": the commands are plan and status; etcd arguments go after --`},
 		{[]string{"foo", "--", "--name=x"}, `unknown command "foo" for "migrate"`},
 		{[]string{"stauts"}, `unknown command "stauts" for "migrate" (did you mean "status"?)`},
-		{[]string{"plan", "extra"}, `migrate plan takes no arguments, got ["extra"]`},
-		{[]string{"status", "extra"}, `migrate status takes no arguments, got ["extra"]`},
-		{[]string{"plan", "--bin-dir=/x"}, "unknown flag: --bin-dir"},
-		{[]string{"status", "--target-version=3.7.3"}, "unknown flag: --target-version"},
+		{[]string{"plan", "extra"}, `migrate plan takes no arguments before --, got ["extra"]`},
+		{[]string{"status", "extra", "--", "--name=x"}, `migrate status takes no arguments before --, got ["extra"]`},
+		{[]string{"plan", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"status", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"plan", "--", "--name", "a", "b"}, `etcd args after --: "b" is not a flag`},
 		{[]string{"completion", "bash"}, `unknown command "completion" for "migrate"`},
 		{[]string{"--", "--config-file=/c.yaml"}, "etcd's config file (--config-file=/c.yaml after --) is not supported"},
 		{[]string{"--", "--name", "a", "b"}, `etcd args after --: "b" is not a flag`},
@@ -447,14 +450,38 @@ func TestRootCommandUsageErrors(t *testing.T) {
 	}
 }
 
+// fakeBinDir is a bin dir of scripts named etcd-<v> that answer every command line
+// with "etcd Version: <v>": what plan's binary checks read.
+func fakeBinDir(t *testing.T, versions ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, v := range versions {
+		script := "#!/bin/sh\necho 'etcd Version: " + v + "'\n"
+		if err := os.WriteFile(filepath.Join(dir, "etcd-"+v), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 func TestPlanCommand(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	env := withEnv(map[string]string{"DATA_DIRECTORY": dir})
+	bin := "--bin-dir=" + fakeBinDir(t, "3.4.13", "3.5.35", "3.6.16", "3.7.3")
 
-	out, err := executeRoot(t, env, "plan")
+	// plan checks the bin dir as a run does: after the steps, exit 2.
+	out, err := executeRoot(t, env, "plan", "--bin-dir=/nonexistent")
+	if want := "bundled binary /nonexistent/etcd-3.6.16 is missing: build it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS"; err == nil || err.Error() != want || ExitCode(err) != 2 {
+		t.Errorf("plan with a bin dir without the target: %v, want exit 2 with %q", err, want)
+	}
+	if want := "current: empty data dir\ntarget:  3.6.16/etcd3\nstep 1: write-version (empty data dir) -> 3.6.16/etcd3\n"; out != want {
+		t.Errorf("plan output = %q, want %q", out, want)
+	}
+
+	out, err = executeRoot(t, env, "plan", bin)
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -466,7 +493,7 @@ func TestPlanCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("3.4.13/etcd3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = executeRoot(t, env, "plan", "--target-version", "3.7.3")
+	out, err = executeRoot(t, env, "plan", bin, "--target-version", "3.7.3")
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -480,7 +507,7 @@ func TestPlanCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("3.6.16/etcd3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err = executeRoot(t, env, "plan")
+	out, err = executeRoot(t, env, "plan", bin)
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -489,14 +516,30 @@ func TestPlanCommand(t *testing.T) {
 	}
 
 	// A target that is not bundled is an input error (exit code 2).
-	_, err = executeRoot(t, env, "plan", "--target-version=3.8.0")
+	_, err = executeRoot(t, env, "plan", bin, "--target-version=3.8.0")
 	if err == nil || ExitCode(err) != 2 || !strings.Contains(err.Error(), "target version 3.8.0 is not bundled, nor any etcd 3.8.x") {
 		t.Errorf("plan to 3.8.0 = %v (%T), want an exit-2 error saying it is not bundled", err, err)
 	}
 	// Another patch of a bundled minor plans to that minor's bundled release.
-	out, err = executeRoot(t, env, "plan", "--target-version=3.6.2")
+	out, err = executeRoot(t, env, "plan", bin, "--target-version=3.6.2")
 	if err != nil || !strings.Contains(out, "target:  3.6.16/etcd3\n") {
 		t.Errorf("plan to 3.6.2 = %q, %v; want target 3.6.16/etcd3", out, err)
+	}
+	// plan takes the run's command line: every flag, the data dir after --.
+	noDir := withEnv(map[string]string{"DATA_DIRECTORY": "<unset>"})
+	out, err = executeRoot(t, noDir, "plan", bin, "--target-version", "3.7.3", "--name=x", "--port=1", "--step-timeout=1m",
+		"--exec=false", "--", "--data-dir="+dir, "--name=n")
+	if want := "current: empty data dir (version.txt says 3.6.16/etcd3)\ntarget:  3.7.3/etcd3\nstep 1: write-version (empty data dir) -> 3.7.3/etcd3\n"; err != nil || out != want {
+		t.Errorf("plan with the data dir after --: %q, %v; want %q", out, err, want)
+	}
+	// ... or in ETCD_DATA_DIR; DATA_DIRECTORY naming another dir is refused as a run refuses it.
+	out, err = executeRoot(t, withEnv(map[string]string{"DATA_DIRECTORY": "<unset>", "ETCD_DATA_DIR": dir}), "plan", bin)
+	if err != nil || !strings.HasPrefix(out, "current: empty data dir (version.txt says 3.6.16/etcd3)\n") {
+		t.Errorf("plan with ETCD_DATA_DIR: %q, %v", out, err)
+	}
+	_, err = executeRoot(t, env, "plan", bin, "--", "--data-dir=/elsewhere")
+	if want := "etcd would serve data dir /elsewhere (--data-dir after --) but the data dir to migrate is " + dir + " (--data-dir/DATA_DIRECTORY): make them the same"; err == nil || err.Error() != want {
+		t.Errorf("plan with another data dir after --: %v, want %q", err, want)
 	}
 	// plan changes nothing.
 	if b, _ := os.ReadFile(filepath.Join(dir, "version.txt")); string(b) != "3.6.16/etcd3\n" {
@@ -519,7 +562,73 @@ func TestStatusCommand(t *testing.T) {
 
 	_, err = executeRoot(t, map[string]string{}, "status")
 	var ue *usageError
-	if err == nil || !errors.As(err, &ue) || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY" {
+	if err == nil || !errors.As(err, &ue) || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)" {
 		t.Errorf("status without data dir = %v (%T), want the no data dir usage error", err, err)
+	}
+
+	// status resolves the data dir as a run does, and takes a run's flags; a
+	// target is not needed, and not used.
+	want := "data dir:    " + dir + "\nversion.txt: missing\ndata:        empty data dir\n"
+	for _, tc := range []struct {
+		env  map[string]string
+		args []string
+	}{
+		{map[string]string{"ETCD_DATA_DIR": dir}, []string{"status"}},
+		{nil, []string{"status", "--bin-dir=/x", "--target-version=9.9.9", "--name=n", "--", "--data-dir=" + dir, "--name=n"}},
+		{map[string]string{"TARGET_VERSION": "3.7.3", "BUNDLED_VERSIONS": "3.4.13"}, []string{"status", "--data-dir=" + dir}},
+	} {
+		out, err := executeRoot(t, tc.env, tc.args...)
+		if err != nil || out != want {
+			t.Errorf("%v %q: %q, %v; want %q", tc.env, tc.args, out, err, want)
+		}
+	}
+
+	// A data dir that is a file is not a directory (not a malformed version.txt).
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = executeRoot(t, map[string]string{"DATA_DIRECTORY": file}, "status")
+	if wantErr := "data dir " + file + " is not a directory: point --data-dir (DATA_DIRECTORY) at the etcd data directory"; err == nil || err.Error() != wantErr || ExitCode(err) != 2 ||
+		out != "data dir:    "+file+"\ndata:        not a directory\n" {
+		t.Errorf("status of a file: %q, %v", out, err)
+	}
+}
+
+// TestResolveClientURLList: of a LISTEN_CLIENT_URLS list, the steps' private
+// listener takes the first loopback http or https URL with a port; the rest are
+// kept for the log line that says they are not used.
+func TestResolveClientURLList(t *testing.T) {
+	for _, tc := range []struct {
+		list, used string
+		unused     []string
+	}{
+		{"http://127.0.0.1:2379,http://10.128.0.1:2379", "http://127.0.0.1:2379", []string{"http://10.128.0.1:2379"}},
+		{"http://10.128.0.1:2379, https://localhost:4001 ,http://127.0.0.2:2379", "https://localhost:4001", []string{"http://10.128.0.1:2379", "http://127.0.0.2:2379"}},
+		{"unix://127.0.0.1:1,http://127.0.0.1,http://[::1]:2379", "http://[::1]:2379", []string{"unix://127.0.0.1:1", "http://127.0.0.1"}},
+	} {
+		r := mustResolve(t, nil, withEnv(map[string]string{"LISTEN_CLIENT_URLS": tc.list}))
+		if r.cfg.ClientURL != tc.used || fmt.Sprint(r.unusedClientURLs) != fmt.Sprint(tc.unused) {
+			t.Errorf("%s: used %q, not used %q; want %q, %q", tc.list, r.cfg.ClientURL, r.unusedClientURLs, tc.used, tc.unused)
+		}
+	}
+	// One URL is taken as given: preflight checks it (loopback, port free).
+	if r := mustResolve(t, nil, withEnv(map[string]string{"LISTEN_CLIENT_URLS": "http://0.0.0.0:1"})); r.cfg.ClientURL != "http://0.0.0.0:1" || r.unusedClientURLs != nil {
+		t.Errorf("one URL: %q, %q", r.cfg.ClientURL, r.unusedClientURLs)
+	}
+}
+
+// TestResolveKubernetesVariables: ETCD_IMAGE is accepted whatever it says;
+// STORAGE_MEDIA_TYPE is refused only where it matters (an etcd2 target).
+func TestResolveKubernetesVariables(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"ETCD_IMAGE": "3.0.17", "STORAGE_MEDIA_TYPE": "application/json", "TARGET_STORAGE": "etcd2", "TARGET_VERSION": "3.4.13"},
+		{"STORAGE_MEDIA_TYPE": "application/vnd.kubernetes.protobuf"},
+		{"STORAGE_MEDIA_TYPE": "", "TARGET_STORAGE": "etcd2", "TARGET_VERSION": "3.4.13"},
+	} {
+		r := mustResolve(t, nil, withEnv(env))
+		if r.etcdImage != env["ETCD_IMAGE"] || r.mediaType != env["STORAGE_MEDIA_TYPE"] {
+			t.Errorf("%v: etcdImage %q, mediaType %q", env, r.etcdImage, r.mediaType)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,15 +80,32 @@ func (o *options) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.membersTimeout, "members-timeout", 4*time.Minute, "on a cluster of several members: how long a step waits for the other members (their cluster version, the barrier) before it fails naming them")
 }
 
+// command is what a command line runs: a migration, plan or status. They take the
+// same flags, variables and etcd args; what a command does not need is not required
+// (status needs no target).
+type command int
+
+const (
+	cmdRun command = iota
+	cmdPlan
+	cmdStatus
+)
+
 // resolved is the outcome of flags + environment + defaults.
 type resolved struct {
 	cfg migrate.Config
 	// stripped: ETCD_CREDS flags the steps do not get (logged).
 	stripped []etcdconfig.Stripped
-	exec     bool
-	logFmt   string
-	logLvl   slog.Level
-	bundled  string
+	// unusedClientURLs: the URLs of a LISTEN_CLIENT_URLS list the steps' private
+	// listener does not use (logged).
+	unusedClientURLs []string
+	// etcdImage and mediaType: ETCD_IMAGE and STORAGE_MEDIA_TYPE, the variables of
+	// Kubernetes' upgrade document (logged).
+	etcdImage, mediaType string
+	exec                 bool
+	logFmt               string
+	logLvl               slog.Level
+	bundled              string
 }
 
 // resolve applies the precedence docs/configuration.md's "Flags and environment" documents: a flag
@@ -95,6 +113,12 @@ type resolved struct {
 // name and peer settings, what the served etcd's own settings say (etcdArgs, the args after "--", and the ETCD_*
 // variables it reads), else the default.
 func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
+	return o.resolveFor(cmdRun, fs, getenv, etcdArgs)
+}
+
+// resolveFor is resolve for what cmd needs: status takes no target (its flags and
+// variables are accepted, and not used).
+func (o *options) resolveFor(cmd command, fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
 	pick := picker(fs, getenv)
 	bad := func(err error) (resolved, error) { return resolved{}, &usageError{err} }
 	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
@@ -103,8 +127,17 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 	}
 	var r resolved
 	r.cfg.Served = served
-	if err := resolveTarget(&r, fs, pick); err != nil {
+	if cmd == cmdStatus {
+		if err := resolveStatus(&r, fs, pick); err != nil {
+			return bad(err)
+		}
+	} else if err := resolveTarget(&r, fs, pick); err != nil {
 		return bad(err)
+	}
+	r.etcdImage, r.mediaType = getenv("ETCD_IMAGE"), getenv("STORAGE_MEDIA_TYPE")
+	if cmd != cmdStatus && r.mediaType != "" && r.mediaType != "application/json" && r.cfg.Target.Storage == versionfile.StorageEtcd2 {
+		// Kubernetes' upgrade document: the rollback to etcd2 needs JSON objects.
+		return bad(fmt.Errorf("STORAGE_MEDIA_TYPE=%s with TARGET_STORAGE=etcd2: an etcd2 target holds JSON values only; switch the API server to --storage-media-type=application/json and rewrite every object, then set STORAGE_MEDIA_TYPE=application/json", r.mediaType))
 	}
 	if r.logLvl, err = parseLevel(o.logLevel); err != nil {
 		return bad(err)
@@ -150,14 +183,39 @@ func orDefault(v, def string) string {
 	return v
 }
 
-// resolveTarget sets the data dir, the target pair and the bundled versions.
-func resolveTarget(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) string) error {
+// resolveDataDir is the data dir: --data-dir, DATA_DIRECTORY, else the served
+// etcd's (--data-dir after --, or ETCD_DATA_DIR).
+func resolveDataDir(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) string) (string, error) {
 	dataDir := pick("data-dir", "DATA_DIRECTORY")
 	if dataDir == "" && !fs.Changed("data-dir") {
 		dataDir = r.cfg.Served.DataDir // --data-dir after --, or ETCD_DATA_DIR
 	}
 	if dataDir == "" {
-		return fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
+		return "", fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)")
+	}
+	return dataDir, nil
+}
+
+// resolveStatus sets what status uses: the data dir and the bundled versions (the
+// oldest bundled etcd 2.x is what v2-only data without version.txt is taken as).
+// No bundle is no error: such data is then reported as not known.
+func resolveStatus(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) string) error {
+	dataDir, err := resolveDataDir(r, fs, pick)
+	if err != nil {
+		return err
+	}
+	r.cfg.DataDir = dataDir
+	if r.bundled = pick("bundled-versions", "BUNDLED_VERSIONS"); strings.TrimSpace(r.bundled) != "" {
+		r.cfg.Bundled, err = steps.ParseBundled(r.bundled)
+	}
+	return err
+}
+
+// resolveTarget sets the data dir, the target pair and the bundled versions.
+func resolveTarget(r *resolved, fs *pflag.FlagSet, pick func(flag, env string) string) error {
+	dataDir, err := resolveDataDir(r, fs, pick)
+	if err != nil {
+		return err
 	}
 	tv := pick("target-version", "TARGET_VERSION")
 	if tv == "" {
@@ -247,9 +305,38 @@ func (o *options) resolveMember(r *resolved, pick func(flag, env string) string,
 		RaftArgs:                 creds.RaftArgs,
 	}
 	if strings.Contains(r.cfg.ClientURL, ",") {
-		return fmt.Errorf("LISTEN_CLIENT_URLS %q: the migration etcd serves one private URL", r.cfg.ClientURL)
+		used, unused, err := privateClientURL(r.cfg.ClientURL)
+		if err != nil {
+			return err
+		}
+		r.cfg.ClientURL, r.unusedClientURLs = used, unused
 	}
 	return nil
+}
+
+// privateClientURL picks, from a LISTEN_CLIENT_URLS list (the Kubernetes image's
+// manifests give the served etcd's list), the URL of the steps' private listener:
+// the first loopback http or https URL with a port. The steps' listener is
+// migrate's own, so the rest are not used; none usable is an error.
+func privateClientURL(list string) (string, []string, error) {
+	used := ""
+	var unused []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		u, err := url.Parse(s)
+		if used == "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Port() != "" && etcdconfig.IsLoopback(u.Hostname()) {
+			used = s
+			continue
+		}
+		unused = append(unused, s)
+	}
+	if used == "" {
+		return "", nil, fmt.Errorf("LISTEN_CLIENT_URLS %q: no loopback http or https URL with a port for the steps' private listener: add one, e.g. http://127.0.0.1:18629", list)
+	}
+	return used, unused, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -313,7 +400,8 @@ Environment (a flag given on the command line wins over its variable):
   INITIAL_CLUSTER              --initial-cluster (else --initial-cluster after --)
   LISTEN_PEER_URLS             --listen-peer-urls (else --listen-peer-urls after --)
   INITIAL_ADVERTISE_PEER_URLS  --initial-advertise-peer-urls (else the one after --)
-  LISTEN_CLIENT_URLS           --listen-client-urls (the steps' private loopback URL)
+  LISTEN_CLIENT_URLS           --listen-client-urls (the steps' private loopback URL;
+                               of a list, the first loopback http(s) URL is used)
   ETCD_DATA_PREFIX             --etcd-data-prefix
   TTL_KEYS_DIRECTORY           --ttl-keys-directory
   ETCD_CREDS                   --etcd-server-extra-args: extra flags of every step's
@@ -323,6 +411,11 @@ Environment (a flag given on the command line wins over its variable):
   DROP_V2_CONTENT              "true": --drop-v2-content
   DO_NOT_MOVE_BINARIES         "true": do not copy etcd-<target>/etcdctl-<target> to
                                etcd/etcdctl in the bin dir
+  STORAGE_MEDIA_TYPE           Kubernetes' storage media type: anything but
+                               application/json with TARGET_STORAGE=etcd2 is refused
+                               (etcd2 holds JSON values only)
+  ETCD_IMAGE                   accepted and not used (Kubernetes' upgrade document sets
+                               it; the manifest's image is what runs)
   ETCD_<FLAG>                  read by the exec'd etcd as its --<flag> (ETCD_DATA_DIR,
                                ETCD_NAME, ...); migrate reads them too. One shadowed by
                                the same flag after -- is left out of etcd's environment.
@@ -359,24 +452,9 @@ func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command 
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := o.resolve(o.all, getenv, args)
+			r, err := o.prepare(cmd, cmdRun, getenv, args)
 			if err != nil {
 				return err
-			}
-			r.cfg.Logger = newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
-			for _, s := range r.stripped {
-				r.cfg.Logger.Info("ETCD_CREDS flag left out of the steps' etcd", "flag", s.Flag, "why", s.Why)
-			}
-			if r.cfg.Creds.What == etcdconfig.PeerTLSWhat && len(r.cfg.ExtraArgs) > 0 {
-				r.cfg.Logger.Info("the steps' etcd gets the peer TLS flags given after -- (ETCD_CREDS is unset)", "flags", len(r.cfg.ExtraArgs))
-			}
-			if n := r.cfg.Served.Name; n != "" && n != r.cfg.Name {
-				r.cfg.Logger.Warn("the steps run another member name than the served etcd", "steps", r.cfg.Name, "served", n)
-			}
-			if r.exec {
-				if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
-					return err
-				}
 			}
 			return run(cmd.Context(), r, args)
 		},
@@ -384,19 +462,53 @@ func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command 
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SuggestionsMinimumDistance = 2
 	root.Flags().AddFlagSet(o.all)
-	// plan and status take only the flags they use.
+	// plan and status take the run's own command line: an operator previews a
+	// run by putting the command's name in front of it.
 	plan, status := newPlanCommand(o, getenv), newStatusCommand(o, getenv)
-	for cmd, names := range map[*cobra.Command][]string{
-		plan:   {"data-dir", "target-version", "target-storage", "bundled-versions"},
-		status: {"data-dir"},
-	} {
-		for _, n := range names {
-			cmd.Flags().AddFlag(o.all.Lookup(n))
-		}
-	}
+	plan.Flags().AddFlagSet(o.all)
+	status.Flags().AddFlagSet(o.all)
 	root.AddCommand(plan, status)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
 	return root
+}
+
+// prepare resolves a command line (flags, environment, the etcd args after "--")
+// for what which needs, gives the config its logger (stderr) and logs what the
+// settings leave out. For a run and a plan, it refuses etcd args that would serve
+// another data dir.
+func (o *options) prepare(cmd *cobra.Command, which command, getenv func(string) string, args []string) (resolved, error) {
+	r, err := o.resolveFor(which, o.all, getenv, args)
+	if err != nil {
+		return r, err
+	}
+	log := newLogger(cmd.ErrOrStderr(), r.logFmt, r.logLvl)
+	r.cfg.Logger = log
+	if which == cmdStatus {
+		return r, nil
+	}
+	for _, s := range r.stripped {
+		log.Info("ETCD_CREDS flag left out of the steps' etcd", "flag", s.Flag, "why", s.Why)
+	}
+	if r.cfg.Creds.What == etcdconfig.PeerTLSWhat && len(r.cfg.ExtraArgs) > 0 {
+		log.Info("the steps' etcd gets the peer TLS flags given after -- (ETCD_CREDS is unset)", "flags", len(r.cfg.ExtraArgs))
+	}
+	if n := r.cfg.Served.Name; n != "" && n != r.cfg.Name {
+		log.Warn("the steps run another member name than the served etcd", "steps", r.cfg.Name, "served", n)
+	}
+	if len(r.unusedClientURLs) > 0 {
+		log.Info("LISTEN_CLIENT_URLS lists several URLs: the steps' private listener uses the first loopback one", "used", r.cfg.ClientURL, "not_used", r.unusedClientURLs)
+	}
+	if r.etcdImage != "" {
+		// The upgrade document's ETCD_IMAGE names the image the manifest runs;
+		// this binary is already that image.
+		log.Info("ETCD_IMAGE is not used: the image is the manifest's, and TARGET_VERSION picks the etcd it runs", "etcd_image", r.etcdImage)
+	}
+	if r.exec {
+		if err := r.cfg.CheckExecArgs(args, getenv); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
 }
 
 // unknownCommand is the error for a word before "--" that names no command.
@@ -408,21 +520,29 @@ func unknownCommand(cmd *cobra.Command, arg string) error {
 	return fmt.Errorf("unknown command %q for %q%s: the commands are plan and status; etcd arguments go after --", arg, cmd.Name(), hint)
 }
 
-// noArgs refuses arguments to a command that takes none (exit 2).
+// noArgs refuses arguments to a command before "--" (exit 2); those after it are
+// the served etcd's.
 func noArgs(cmd *cobra.Command, args []string) error {
+	if n := cmd.ArgsLenAtDash(); n >= 0 {
+		args = args[:n]
+	}
 	if len(args) > 0 {
-		return &usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+		return &usageError{fmt.Errorf("%s takes no arguments before --, got %q", cmd.CommandPath(), args)}
 	}
 	return nil
 }
 
 func newPlanCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "plan",
+		Use:   "plan [flags] [-- ETCD-ARGS...]",
 		Short: "Print the steps migrate would take; change nothing",
-		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := o.resolve(o.all, getenv, nil)
+		Long: `plan prints the steps a run with the same flags, variables and etcd args would take,
+and changes nothing. It checks what a run checks of the bin dir before anything is
+touched (the binaries the steps run, and that the target etcd accepts the args after
+--) and exits 2, after printing the steps, where a run would refuse.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := o.prepare(cmd, cmdPlan, getenv, args)
 			if err != nil {
 				return err
 			}
@@ -438,40 +558,45 @@ func newPlanCommand(o *options, getenv func(string) string) *cobra.Command {
 			for i, s := range plan {
 				fmt.Fprintf(w, "step %d: %s\n", i+1, s)
 			}
-			return nil
+			return r.cfg.CheckBinaries(plan)
 		},
 	}
 }
 
 func newStatusCommand(o *options, getenv func(string) string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
+		Use:   "status [flags] [-- ETCD-ARGS...]",
 		Short: "Print what version.txt says and what the data says",
 		Long: `status prints what version.txt says and what the data says; it changes nothing.
-It exits 2, after printing what it could read, when the data dir does not exist, is
-not a directory, or its version.txt is malformed or contradicted by the data.`,
+It takes a run's flags, variables and etcd args (the data dir as a run finds it) and
+needs no target. It exits 2, after printing what it could read, when the data dir
+does not exist, is not a directory, or its version.txt is malformed or contradicted
+by the data.`,
 		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			dataDir := o.dataDir
-			if !o.all.Changed("data-dir") && getenv("DATA_DIRECTORY") != "" {
-				dataDir = getenv("DATA_DIRECTORY")
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := o.prepare(cmd, cmdStatus, getenv, args)
+			if err != nil {
+				return err
 			}
-			if dataDir == "" {
-				return &usageError{fmt.Errorf("no data dir: set --data-dir or DATA_DIRECTORY")}
-			}
+			dataDir := r.cfg.DataDir
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "data dir:    %s\n", dataDir)
-			if _, err := os.Stat(dataDir); errors.Is(err, os.ErrNotExist) {
+			fi, serr := os.Stat(dataDir)
+			if errors.Is(serr, os.ErrNotExist) {
 				fmt.Fprintf(w, "data:        data dir does not exist\n")
 				return &usageError{fmt.Errorf("data dir %s does not exist: check --data-dir/DATA_DIRECTORY (a migrate run would start a new data dir there)", dataDir)}
 			}
-			st, err := migrate.Inspect(dataDir)
+			if serr == nil && !fi.IsDir() {
+				fmt.Fprintf(w, "data:        not a directory\n")
+				return &usageError{fmt.Errorf("data dir %s is not a directory: point --data-dir (DATA_DIRECTORY) at the etcd data directory", dataDir)}
+			}
+			st, err := r.cfg.Current()
 			vf := "missing"
 			if st.VersionFile != nil {
 				vf = st.VersionFile.String()
-			} else if _, rerr := versionfile.Read(dataDir); rerr != nil && !errors.Is(rerr, versionfile.ErrNotExist) {
+			} else if st.VersionFileErr != nil {
 				vf = "malformed"
-				err = &usageError{fmt.Errorf("malformed version.txt: %w", rerr)}
+				err = &usageError{fmt.Errorf("malformed version.txt: %w", st.VersionFileErr)}
 			}
 			fmt.Fprintf(w, "version.txt: %s\n", vf)
 			if st.Detected.Empty || st.Detected.Storage != "" {
@@ -545,6 +670,9 @@ func currentText(st migrate.Status) string {
 	}
 	if st.CutShort() {
 		return fmt.Sprintf("%s (version.txt says %s, but the data is %s: a step was cut short after it changed what the data records)", st.Current, st.VersionFile, st.Detected)
+	}
+	if st.Assumed {
+		return fmt.Sprintf("%s (no version.txt; v2-only data does not record the etcd that wrote it: taken as the oldest bundled etcd 2.x)", st.Current)
 	}
 	if st.VersionFile == nil {
 		return fmt.Sprintf("%s (no version.txt; detected from the data, whose backend records the minor only)", st.Current)

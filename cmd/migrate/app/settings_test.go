@@ -129,14 +129,17 @@ func TestHelpListsEnvAndExitCodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--data-dir", "--target-version", "--target-storage", "--bundled-versions"} {
+	// plan and status take the run's own command line: every flag of the run.
+	statusHelp, err := executeRoot(t, env, "status", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"--data-dir", "--target-version", "--target-storage", "--bundled-versions", "--bin-dir", "--exec", "--etcd-server-extra-args", "--port", "--step-timeout"} {
 		if !strings.Contains(planHelp, f) {
 			t.Errorf("plan --help lacks %s", f)
 		}
-	}
-	for _, f := range []string{"--bin-dir", "--exec", "--etcd-server-extra-args", "--port"} {
-		if strings.Contains(planHelp, f) {
-			t.Errorf("plan --help lists %s, which plan does not use", f)
+		if !strings.Contains(statusHelp, f) {
+			t.Errorf("status --help lacks %s", f)
 		}
 	}
 }
