@@ -50,8 +50,8 @@ type Caps struct {
 	// backend may keep a member a snapshot restore replaced.
 	MembershipInBackend bool
 	// PaddedWAL: the server reads WAL frames padded to 8 bytes, the only format
-	// etcd's wal package writes since 3.1; 2.x and 3.0 panic on them and need
-	// the unpadded frame (pkg/legacywal).
+	// etcd's wal package writes today (3.0+); 2.x panics on them and needs the
+	// unpadded frame (pkg/legacywal).
 	PaddedWAL bool
 	// UnsyncedFreelist: the server's bolt opens a db whose freelist is not
 	// written (bbolt's NoFreelistSync, which etcd 3.4+ and its packages use);
@@ -91,7 +91,7 @@ func For(v *version.Version) Caps {
 	// Before 3.4: etcd 2.x and the first 3.x minors.
 	return Caps{V2API: true, V2StoreContent: true,
 		V2WithoutFlag:    versionfile.CompareMinor(v, versionfile.MustVersion("3.2.0")) < 0,
-		PaddedWAL:        versionfile.CompareMinor(v, versionfile.MustVersion("3.1.0")) >= 0,
+		PaddedWAL:        versionfile.Major(v) >= 3,
 		UnsyncedFreelist: versionfile.CompareMinor(v, versionfile.MustVersion("3.1.0")) >= 0,
 		V3Backend:        versionfile.Major(v) >= 3}
 }

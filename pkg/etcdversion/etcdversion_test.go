@@ -14,7 +14,7 @@ func TestTable(t *testing.T) {
 		{"3.7.3", table["3.7"]},
 		{"3.9.1", table["3.7"]},
 		{"2.2.5", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true}},
-		{"3.0.17", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true, V3Backend: true}},
+		{"3.0.17", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true, V3Backend: true, PaddedWAL: true}},
 		{"3.1.20", Caps{V2API: true, V2StoreContent: true, V2WithoutFlag: true, V3Backend: true, PaddedWAL: true, UnsyncedFreelist: true}},
 		{"3.2.32", Caps{V2API: true, V2StoreContent: true, V3Backend: true, PaddedWAL: true, UnsyncedFreelist: true}},
 	}
@@ -27,8 +27,8 @@ func TestTable(t *testing.T) {
 	if !Of("3.5.35").V2StoreContent || Of("3.6.0").V2StoreContent {
 		t.Error("the v2 store's content ends with 3.5")
 	}
-	if Of("3.0.17").PaddedWAL || !Of("3.1.0").PaddedWAL || Of("2.3.8").V3Backend || !Of("3.0.0").V3Backend {
-		t.Error("padded WAL frames are read from 3.1 on; the v3 backend exists from 3.0 on")
+	if Of("2.3.8").PaddedWAL || !Of("3.0.0").PaddedWAL || Of("2.3.8").V3Backend || !Of("3.0.0").V3Backend || Of("3.0.17").UnsyncedFreelist || !Of("3.1.0").UnsyncedFreelist {
+		t.Error("padded WAL frames and the v3 backend from 3.0 on; a db without a freelist from 3.1 on")
 	}
 	if Of("3.5.35").DowngradeFrom || !Of("3.6.0").DowngradeFrom {
 		t.Error("the downgrade API starts with 3.6 (3.5 cannot reach 3.4)")

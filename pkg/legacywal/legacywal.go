@@ -1,12 +1,12 @@
 // Package legacywal writes a member's write-ahead log in the frame format etcd 2.x
-// and 3.0 read. Since 3.1 etcd's wal package pads every record to 8 bytes and marks
-// it in the top byte of the frame's length; 2.x and 3.0 read that length as a huge
-// size and panic. Their frame is the same record unpadded: a little-endian 64-bit
+// reads. Since 3.0 etcd's wal package pads every record to 8 bytes and marks it in
+// the top byte of the frame's length; 2.x reads that length as a huge size and
+// panics. Their frame is the same record unpadded: a little-endian 64-bit
 // length, then the marshalled walpb.Record (type, CRC-32C chained over the data,
 // data). The records themselves are as etcd's wal package wrote them, byte for
 // byte; only the framing changes. etcd 2.2 also reads a zero-filled preallocated
 // tail as a record (walpb: crc mismatch), so a rewritten file ends at its last
-// record. etcd 3.1 and newer read both framings, so the result stays readable by
+// record. etcd 3.0 and newer read both framings, so the result stays readable by
 // every etcd and by this project's own WAL reader.
 package legacywal
 

@@ -157,8 +157,8 @@ func Recover(dataDir string) (recovered bool, err error) {
 }
 
 // Fit shapes a member dir that etcdutl's restore wrote under dataDir for the etcd
-// that will read it: etcd before 3.1 gets its WAL in the unpadded frame format
-// (pkg/legacywal) and a db whose freelist is written, and etcd 2.x, which keeps no v3 backend, gets no db file (the
+// that will read it: etcd 2.x gets its WAL in the unpadded frame format
+// (pkg/legacywal), etcd 3.0 a db whose freelist is written, and etcd 2.x, which keeps no v3 backend, gets no db file (the
 // etcd 3.0 that later upgrades the data creates it from the v2 store, as from any
 // 2.x data; an old db there would not match the snapshots 2.x takes).
 func Fit(dataDir string, reader *version.Version) error {

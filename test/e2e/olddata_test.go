@@ -110,8 +110,8 @@ func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, 
 		// With an etcd 2.x bundled, v2-only data without version.txt is taken
 		// as written by the oldest of them (the seed's rule), and converts.
 		r = runMigrate(t, binDir, bare, nil, "--target-version=3.7.3", "--exec=false", "--bundled-versions="+seedBundle)
-		if r.code != 0 || !strings.Contains(r.stderr, "taken as written by the oldest bundled etcd 2.x") || !strings.Contains(r.stderr, "kind=v2-to-v3 from=2.2.5/etcd2 version_txt=3.1.20/etcd3") {
-			t.Fatalf("no version.txt, every release bundled: exit %d, want 0 converting from 2.2.5/etcd2 at 3.1.20:\n%s", r.code, r.stderr)
+		if r.code != 0 || !strings.Contains(r.stderr, "taken as written by the oldest bundled etcd 2.x") || !strings.Contains(r.stderr, "kind=v2-to-v3 from=2.2.5/etcd2 version_txt=3.0.17/etcd3") {
+			t.Fatalf("no version.txt, every release bundled: exit %d, want 0 converting from 2.2.5/etcd2 at 3.0.17:\n%s", r.code, r.stderr)
 		}
 		s := etcdtest.Serve(t, binDir, "3.7.3", bare)
 		keys, _, _ := compareV2V3(t, v2, s.DumpAll(t), conversionTime(t, r.stderr, time.Now()))
@@ -126,12 +126,12 @@ func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, 
 	t.Logf("status:\n%s", st.stdout)
 
 	// The default bundle converts at 3.4.13; with every release bundled the
-	// conversion is at the data's own minor, 3.1 at the earliest (3.0 cannot
-	// read the WAL it writes), and each minor after it runs its etcd.
+	// conversion is at the data's own minor, 3.0 for 2.x data (written in the WAL
+	// framing 3.0 reads), and each minor after it runs its etcd.
 	seedDir := etcdtest.CopyDir(t, dataDir)
-	at := map[string]string{"3.2": "3.2.32", "3.3": "3.3.27"}[minor(v)]
+	at := map[string]string{"3.1": "3.1.20", "3.2": "3.2.32", "3.3": "3.3.27"}[minor(v)]
 	if at == "" {
-		at = "3.1.20"
+		at = "3.0.17"
 	}
 	for _, run := range []struct{ dir, bundle, at string }{{dataDir, "", "3.4.13"}, {seedDir, seedBundle, at}} {
 		args := []string{"--target-version=3.7.3", "--exec=false"}

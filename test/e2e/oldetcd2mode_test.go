@@ -91,10 +91,10 @@ func TestOldEtcd2UpgradesInEtcd2(t *testing.T) {
 	}
 	t.Logf("etcd 3.0.17 serves the %d v2 nodes (%d with a TTL) 2.2.5 wrote: values, indexes and TTLs identical", len(want), ttls)
 
-	// On to etcd3: the conversion at 3.1.20, then every minor to 3.7.3.
+	// On to etcd3: the conversion at 3.0.17, then every minor to 3.7.3.
 	r = runMigrate(t, binDir, dataDir, nil, "--target-version=3.7.3", "--exec=false", "--bundled-versions="+seedBundle)
-	if r.code != 0 || !strings.Contains(r.stderr, "kind=v2-to-v3 from=3.0.17/etcd2 version_txt=3.1.20/etcd3") {
-		t.Fatalf("3.0.17/etcd2 -> 3.7.3/etcd3: exit %d, want the conversion at 3.1.20:\n%s", r.code, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stderr, "kind=v2-to-v3 from=3.0.17/etcd2 version_txt=3.0.17/etcd3") {
+		t.Fatalf("3.0.17/etcd2 -> 3.7.3/etcd3: exit %d, want the conversion at 3.0.17:\n%s", r.code, r.stderr)
 	}
 	inheritDirExpiry(want) // a key in a TTL dir gets the dir's lease
 	srv := etcdtest.Serve(t, binDir, "3.7.3", dataDir)

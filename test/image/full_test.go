@@ -84,9 +84,9 @@ func testOldWalk(t *testing.T, tl *tool, binDir string) {
 	}
 	log := s.c.log.String()
 	for _, l := range []string{"taken as written by the oldest bundled etcd 2.x",
-		"kind=v2-to-v3 from=2.2.5/etcd2 version_txt=3.1.20/etcd3",
+		"kind=v2-to-v3 from=2.2.5/etcd2 version_txt=3.0.17/etcd3",
 		"kind=upgrade-minor from=3.3.27/etcd3 version_txt=3.4.25/etcd3",
-		`msg="migration done" version_txt=3.7.3/etcd3 steps=7`} {
+		`msg="migration done" version_txt=3.7.3/etcd3 steps=8`} {
 		if !strings.Contains(log, l) {
 			t.Errorf("walk log lacks %q:\n%s", l, log)
 		}
