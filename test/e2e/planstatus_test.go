@@ -112,8 +112,10 @@ func TestPlanStatusFixtures(t *testing.T) {
 				"current:     3.4.x/etcd3 (no version.txt; detected from the data, whose backend records the minor only)"},
 		},
 		{
-			name:    "etcd3 3.4 with version.txt 3.3.27: a step cut short",
-			dataDir: func(t *testing.T) string { return writeVersionTxt(t, etcdtest.ExtractFixture(t, fixture34), "3.3.27/etcd3") },
+			name: "etcd3 3.4 with version.txt 3.3.27: a step cut short",
+			dataDir: func(t *testing.T) string {
+				return writeVersionTxt(t, etcdtest.ExtractFixture(t, fixture34), "3.3.27/etcd3")
+			},
 			plan: "current: 3.4.x/etcd3 (version.txt says 3.3.27/etcd3, but the data is etcd3 data (cluster version 3.4.0): a step was cut short after it changed what the data records)\n" +
 				"target:  3.7.3/etcd3\nstep 1: upgrade-patch 3.4.x/etcd3 -> 3.4.13/etcd3 (run etcd-3.4.13)\n" + renumber(walk34, 1),
 			status: []string{"version.txt: 3.3.27/etcd3",
@@ -129,8 +131,10 @@ func TestPlanStatusFixtures(t *testing.T) {
 		{
 			// etcd 3.4 serving v2 data writes a db without v3 keys: the data
 			// cannot tell etcd2 from etcd3 storage, so both refuse.
-			name:    "etcd2 of 3.4.13 without version.txt",
-			dataDir: func(t *testing.T) string { return writeVersionTxt(t, etcdtest.ExtractFixture(t, "etcd2-3.4.13.tar.gz"), "") },
+			name: "etcd2 of 3.4.13 without version.txt",
+			dataDir: func(t *testing.T) string {
+				return writeVersionTxt(t, etcdtest.ExtractFixture(t, "etcd2-3.4.13.tar.gz"), "")
+			},
 			status:  []string{"version.txt: missing", "data:        etcd3 data (cluster version 3.4.0)"},
 			refused: "DATA has no version.txt: detected etcd3 data (cluster version 3.4.0) without a single v3 key, which may be etcd2 data served by etcd 3.x: write version.txt naming the version and storage that last served it (<version>/etcd2 or <version>/etcd3, e.g. 3.4.13/etcd2)",
 		},
