@@ -235,35 +235,76 @@ func readEtcdHelp(bin string) (map[string]string, error) {
 	return flags, nil
 }
 
-// etcdErrorLine is the cause etcd printed before exiting: the first line of plain
-// text (Go's flag errors), the error of a JSON log line (3.5+), or the message of a
-// capnslog line (3.4).
+// etcdErrorLine is the cause etcd printed before exiting, picked from its whole
+// output by what explains a refused command line, whatever the release's output
+// style (the outputs of every bundled etcd are in testdata/etcd-flag-errors):
+//  1. Go's flag errors ("flag provided but not defined: -x", "invalid value ...
+//     for flag -x: ...", "flag needs an argument: -x") and etcd's "... is not a
+//     valid flag", wherever they are: 3.4.25 prints a golang/protobuf
+//     deprecation WARNING first;
+//  2. else the error of a JSON log line above info (3.5+);
+//  3. else the message of a capnslog error line ("... E | etcdmain: ...", 2.x-3.4);
+//  4. else the first line that is not a known preamble (that WARNING, its
+//     indented continuation, a usage text).
 func etcdErrorLine(out string) string {
-	for _, l := range strings.Split(out, "\n") {
-		l = strings.TrimSpace(l)
+	var jsonErr, capnErr, plain string
+	for _, raw := range strings.Split(out, "\n") {
+		l := strings.TrimSpace(raw)
 		if l == "" {
 			continue
 		}
+		msg := l
 		if strings.HasPrefix(l, "{") {
 			var rec struct{ Level, Msg, Error string }
 			if json.Unmarshal([]byte(l), &rec) == nil {
 				if rec.Level == "info" || rec.Level == "debug" {
 					continue
 				}
+				msg = rec.Msg
 				if rec.Error != "" {
-					return rec.Error
+					msg = rec.Error
 				}
-				return rec.Msg
+				if jsonErr == "" {
+					jsonErr = msg
+				}
 			}
-		}
-		if _, msg, ok := strings.Cut(l, " | "); ok {
+		} else if m := capnslogLine.FindStringSubmatch(l); m != nil {
 			// capnslog: "2026-... E | etcdmain: error verifying flags, 'y' is not ..."
-			if _, m, ok := strings.Cut(msg, ": "); ok {
-				return m
+			msg = m[2]
+			if _, rest, ok := strings.Cut(msg, ": "); ok {
+				msg = rest
 			}
+			if capnErr == "" && (m[1] == "E" || m[1] == "C") {
+				capnErr = msg
+			}
+		} else if plain == "" && !preamble(raw) {
+			plain = l
+		}
+		if flagProblem.MatchString(msg) {
 			return msg
 		}
-		return l
+	}
+	for _, c := range []string{jsonErr, capnErr, plain} {
+		if c != "" {
+			return c
+		}
 	}
 	return ""
+}
+
+var (
+	// A line that says what is wrong with a flag (Go's flag package, etcd's
+	// positional-argument check).
+	flagProblem  = regexp.MustCompile(`flag provided but not defined: -|invalid (?:boolean )?value .* for (?:flag )?-|flag needs an argument: -|is not a valid flag`)
+	capnslogLine = regexp.MustCompile(`^\d{4}-\d\d-\d\d [0-9:.]+ ([A-Z]) \| (.*)$`)
+)
+
+// preamble says a line of etcd's output explains nothing about a refusal: the
+// golang/protobuf deprecation WARNING 3.4.25 prints first (and its indented
+// continuation), a usage text.
+func preamble(line string) bool {
+	l := strings.TrimSpace(line)
+	return strings.HasPrefix(line, "\t") || strings.HasPrefix(line, " ") ||
+		strings.HasPrefix(l, "WARNING: Package ") || strings.EqualFold(strings.TrimSuffix(l, ":"), "usage") ||
+		strings.HasPrefix(strings.ToLower(l), "usage:")
 }

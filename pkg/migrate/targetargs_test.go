@@ -1,6 +1,11 @@
 package migrate
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 func TestEtcdErrorLine(t *testing.T) {
 	for out, want := range map[string]string{
@@ -36,6 +41,41 @@ func TestReplacement(t *testing.T) {
 	} {
 		if m := flagInError.FindStringSubmatch(cause); m == nil || m[1] != want {
 			t.Errorf("flag in %q = %v, want %q", cause, m, want)
+		}
+	}
+}
+
+// TestEtcdErrorLineRealOutputs: the cause picked from what every bundled etcd
+// really prints for a refused command line (testdata/etcd-flag-errors/<v>-<case>.txt,
+// captured with `etcd-<v> <args> --version`, ETCD_* unset): an undefined flag
+// (--no-such-flag), a bad value (--snapshot-count=lots) and a word that is no flag
+// (--name x y). 3.4.25 prints a golang/protobuf deprecation WARNING first; 2.x-3.4
+// log with capnslog, 3.5+ with zap JSON.
+func TestEtcdErrorLineRealOutputs(t *testing.T) {
+	versions := []string{"2.2.5", "2.3.8", "3.0.17", "3.1.20", "3.2.32", "3.3.27", "3.4.13", "3.4.25", "3.5.35", "3.6.16", "3.7.3"}
+	for _, v := range versions {
+		notAFlag := "error verifying flags, 'y' is not a valid flag. See 'etcd --help'."
+		switch v {
+		case "3.5.35":
+			notAFlag = "'y' is not a valid flag"
+		case "3.6.16", "3.7.3":
+			notAFlag = `"y" is not a valid flag`
+		}
+		for c, want := range map[string]string{
+			"undefined":     "flag provided but not defined: -no-such-flag",
+			"invalid-value": `invalid value "lots" for flag -snapshot-count: parse error`,
+			"not-a-flag":    notAFlag,
+		} {
+			b, err := os.ReadFile(filepath.Join("testdata", "etcd-flag-errors", v+"-"+c+".txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v == "3.4.25" && !strings.HasPrefix(string(b), "WARNING: Package ") {
+				t.Errorf("%s %s: the captured output does not start with the WARNING it is kept for", v, c)
+			}
+			if got := etcdErrorLine(string(b)); got != want {
+				t.Errorf("etcd %s, %s: picked %q, want %q", v, c, got, want)
+			}
 		}
 	}
 }

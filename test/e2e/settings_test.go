@@ -89,12 +89,24 @@ func TestTargetRefusesFlagBeforeWalk(t *testing.T) {
 			`migrate: error: the target etcd 3.4.13 does not accept its command line: flag provided but not defined: -feature-gates: remove --feature-gates after -- (a flag of etcd 3.7.3, not of etcd 3.4.13); nothing was changed`},
 		{"bad value in an ETCD_ variable", "3.7.3", []string{"ETCD_QUOTA_BACKEND_BYTES=lots"}, nil,
 			`migrate: error: the target etcd 3.7.3 does not accept its command line: invalid value "lots" for flag -quota-backend-bytes: parse error: fix ETCD_QUOTA_BACKEND_BYTES=lots in the environment; nothing was changed`},
+		// etcd 3.4.25 prints a golang/protobuf deprecation WARNING before the flag
+		// error: the error names the flag, not the WARNING.
+		{"unknown flag, 3.4.25 target", "3.4.25", []string{"BUNDLED_VERSIONS=3.4.13,3.4.25,3.5.35,3.6.16,3.7.3"}, []string{"--no-such-flag=1"},
+			`migrate: error: the target etcd 3.4.25 does not accept its command line: flag provided but not defined: -no-such-flag: remove --no-such-flag after --; nothing was changed`},
+		{"bad value, 3.4.25 target", "3.4.25", []string{"BUNDLED_VERSIONS=3.4.13,3.4.25,3.5.35,3.6.16,3.7.3"}, []string{"--quota-backend-bytes=lots"},
+			`migrate: error: the target etcd 3.4.25 does not accept its command line: invalid value "lots" for flag -quota-backend-bytes: parse error: fix --quota-backend-bytes after --; nothing was changed`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir := etcdtest.ExtractFixture(t, fixture34)
 			before := etcdtest.Checksum(t, dataDir)
 			start := time.Now()
-			r := runMigrate(t, binDir, dataDir, tc.env, append([]string{"--target-version=" + tc.target, "--"}, tc.args...)...)
+			flags := []string{"--target-version=" + tc.target}
+			for _, e := range tc.env {
+				if b, ok := strings.CutPrefix(e, "BUNDLED_VERSIONS="); ok {
+					flags = append(flags, "--bundled-versions="+b) // runMigrate's flag wins over the variable
+				}
+			}
+			r := runMigrate(t, binDir, dataDir, tc.env, append(append(flags, "--"), tc.args...)...)
 			took := time.Since(start)
 			if line := errorLine(t, r); r.code != 2 || line != tc.want {
 				t.Fatalf("exit %d, error line:\n%s\nwant exit 2 and:\n%s", r.code, line, tc.want)
