@@ -11,6 +11,21 @@
 v=${TARGET_VERSION:-@NEWEST@}
 bin=/usr/local/bin/etcd-$v
 if [ ! -x "$bin" ]; then
+  # Any patch of a bundled minor runs that minor's newest bundled release, as migrate
+  # does (its version.txt records that release).
+  minor=${v%.*} best= bestp=-1 oldifs=$IFS
+  IFS=', '
+  for b in ${BUNDLED_VERSIONS:-@BUNDLED@}; do
+    case $b in
+      "$minor".*) p=${b##*.}; if [ "$p" -gt "$bestp" ] 2>/dev/null; then best=$b bestp=$p; fi ;;
+    esac
+  done
+  IFS=$oldifs
+  if [ -n "$best" ] && [ -x "/usr/local/bin/etcd-$best" ]; then
+    v=$best bin=/usr/local/bin/etcd-$best
+  fi
+fi
+if [ ! -x "$bin" ]; then
   echo "etcd: TARGET_VERSION=$v is not bundled in this image ($bin missing); bundled: ${BUNDLED_VERSIONS:-@BUNDLED@}" >&2
   exit 2
 fi

@@ -177,15 +177,21 @@ func testShellAndHelpers(t *testing.T, tl *tool) {
 	if code, out := sh(`if [ -e /usr/local/bin/migrate-if-needed.sh ]; then echo yes; fi; echo x 1>>/var/log/etcd.log 2>&1 && echo appended`); code != 0 || out != "yes\nappended\n" {
 		t.Errorf("/bin/sh in the image: exit %d, output %q", code, out)
 	}
-	code, out := tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.3.0"}},
+	code, out := tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.8.0"}},
 		[]string{"/usr/local/bin/migrate-if-needed.sh"})
 	if code != 2 || !strings.Contains(out, "migrate: error:") {
-		t.Errorf("migrate-if-needed.sh with TARGET_VERSION=3.3.0: exit %d, want migrate's 2 and its error line:\n%s", code, out)
+		t.Errorf("migrate-if-needed.sh with TARGET_VERSION=3.8.0: exit %d, want migrate's 2 and its error line:\n%s", code, out)
 	}
 	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.6.16"}},
 		[]string{"/usr/local/bin/etcd", "--version"})
 	if code != 0 || !strings.Contains(out, "etcd Version: 3.6.16") {
 		t.Errorf("etcd --version with TARGET_VERSION=3.6.16: exit %d, output %q; want etcd 3.6.16", code, out)
+	}
+	// Another patch of a bundled minor runs that minor's bundled release, as migrate does.
+	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.6.2"}},
+		[]string{"/usr/local/bin/etcd", "--version"})
+	if code != 0 || !strings.Contains(out, "etcd Version: 3.6.16") {
+		t.Errorf("etcd --version with TARGET_VERSION=3.6.2: exit %d, output %q; want etcd 3.6.16", code, out)
 	}
 	// A data dir left at 3.6.16 (a failed migration) under TARGET_VERSION=3.7.3: the
 	// manifest's exec of etcd must not start etcd 3.7.3 on it.
@@ -201,10 +207,10 @@ func testShellAndHelpers(t *testing.T, tl *tool) {
 	if want := "version.txt records 3.6.16/etcd3, not the target 3.7.3/etcd3"; code != 2 || !strings.Contains(out, want) {
 		t.Errorf("etcd on a 3.6.16 data dir with TARGET_VERSION=3.7.3: exit %d, want 2 and %q:\n%s", code, want, out)
 	}
-	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.3.0"}},
+	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.8.0"}},
 		[]string{"/usr/local/bin/etcd", "--version"})
-	if code != 2 || !strings.Contains(out, "TARGET_VERSION=3.3.0 is not bundled") {
-		t.Errorf("etcd with TARGET_VERSION=3.3.0: exit %d, want 2 and a not-bundled line:\n%s", code, out)
+	if code != 2 || !strings.Contains(out, "TARGET_VERSION=3.8.0 is not bundled") {
+		t.Errorf("etcd with TARGET_VERSION=3.8.0: exit %d, want 2 and a not-bundled line:\n%s", code, out)
 	}
 }
 
