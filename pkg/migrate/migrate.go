@@ -490,8 +490,9 @@ func (c *Config) checkWALDir(plan []steprun.Step) error {
 	}
 	for _, s := range plan {
 		if s.RewritesMemberDir() {
-			return fmt.Errorf("%s: a separate WAL dir (%s) is not supported for this step, which writes a new member dir: move the WAL into %s for the migration (etcd stopped: mv %s/* %s/) and drop --wal-dir/ETCD_WAL_DIR, or choose a target reached by upgrades and 3.6+ rollbacks only",
-				s, c.WALDir, datadir.WALDir(c.DataDir), c.WALDir, datadir.WALDir(c.DataDir))
+			// etcd with --wal-dir writes no member/wal: the command creates it.
+			return fmt.Errorf("%s: a separate WAL dir (%s) is not supported for this step, which writes a new member dir: move the WAL into %s for the migration (etcd stopped: mkdir -p %s && mv %s/* %s/) and drop --wal-dir/ETCD_WAL_DIR, or choose a target reached by upgrades and 3.6+ rollbacks only",
+				s, c.WALDir, datadir.WALDir(c.DataDir), datadir.WALDir(c.DataDir), c.WALDir, datadir.WALDir(c.DataDir))
 		}
 	}
 	wals, err := filepath.Glob(filepath.Join(c.WALDir, "*.wal"))
