@@ -175,7 +175,7 @@ func TestHostileInput(t *testing.T) {
 		// target and path
 		{"target not bundled", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-version=3.8.0"}}
-		}, 2, "target version 3.8.0 is not bundled (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3)"},
+		}, 2, "target version 3.8.0 is not bundled, nor any etcd 3.8.x (bundled: 3.4.13, 3.5.35, 3.6.16, 3.7.3): set TARGET_VERSION to one of them"},
 		{"malformed target version", func(t *testing.T, d string) setup {
 			return setup{dataDir: d, args: []string{"--target-version=3.7"}}
 		}, 2, `TARGET_VERSION: invalid etcd version "3.7"`},
