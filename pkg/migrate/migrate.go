@@ -341,7 +341,8 @@ func (c *Config) runSteps(ctx context.Context, env *steprun.Env, st Status, plan
 				if ctx.Err() != nil {
 					return fmt.Errorf("interrupted by a signal before step %d/%d (nothing changed yet): %w: rerun to resume", i+1, len(plan), err)
 				}
-				return fmt.Errorf("before step %d/%d (nothing changed yet): %w", i+1, len(plan), err)
+				// Nothing was touched: exit 2, as for any refusal before the steps.
+				return inputErr(fmt.Errorf("before step %d/%d (nothing changed yet): %w: the backup %s could not be written beside the data dir; fix that (space, permissions, path) and rerun", i+1, len(plan), err, backup.Path(c.DataDir)))
 			}
 			backupNote = note
 		}
