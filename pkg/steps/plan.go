@@ -162,7 +162,7 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 // toEtcd2Steps rolls etcd3 data back to etcd2: one minor at a time in etcd3 down to
 // the target's minor (for etcd 2.x: to 3.0, the first etcd3 minor, as the
 // Kubernetes rollback from 3.0 to 2.2 did), then the keyspace becomes a v2 store
-// served by the target. Etcd 2.x and 3.0 get the WAL framing they read
+// served by the target. Etcd 2.x and 3.0 get the member dir format they read
 // (memberdir.Fit).
 func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if !etcdversion.For(target.Version).V2API {
