@@ -61,7 +61,8 @@ func TestOldPlanStatus(t *testing.T) {
 			plan: "current: 2.2.5/etcd2 (no version.txt; v2-only data does not record the etcd that wrote it: taken as the oldest bundled etcd 2.x)\n" +
 				"target:  3.7.3/etcd3\nstep 1: v2-to-v3 2.2.5/etcd2 -> 3.0.17/etcd3 (convert offline, then run etcd-3.0.17)\n" + seedWalk("3.0.17", 1),
 			status: []string{"version.txt: missing", "data:        etcd2 data (WAL and v2 snapshots, no v3 backend)",
-				"current:     2.2.5/etcd2 (no version.txt; v2-only data does not record the etcd that wrote it: taken as the oldest bundled etcd 2.x)"}},
+				"current:     2.2.5/etcd2 (no version.txt; v2-only data does not record the etcd that wrote it: taken as the oldest bundled etcd 2.x)"},
+			log: `level=WARN msg="etcd2 data without version.txt: taken as written by the oldest bundled etcd 2.x"`},
 		planStatusCase{name: "etcd2 2.3.8", bundled: seedBundle,
 			dataDir: func(t *testing.T) string { return etcd2(t, "2.3.8") },
 			plan:    "current: 2.3.8/etcd2\ntarget:  3.7.3/etcd3\nstep 1: v2-to-v3 2.3.8/etcd2 -> 3.0.17/etcd3 (convert offline, then run etcd-3.0.17)\n" + seedWalk("3.0.17", 1),

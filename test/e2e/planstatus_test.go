@@ -20,6 +20,9 @@ type planStatusCase struct {
 	// must hold.
 	plan   string
 	status []string
+	// log: plan and status log this on stderr (the assumption for v2-only data
+	// without version.txt).
+	log string
 	// refused: plan and status exit 2 with this error line (after status printed
 	// its lines) instead.
 	refused string
@@ -51,6 +54,13 @@ func checkPlanStatus(t *testing.T, binDir string, cases []planStatusCase) {
 			s := runMigrate(t, binDir, dataDir, nil, append([]string{"status"}, extra...)...)
 			if s.code != want {
 				t.Errorf("status: exit %d, want %d; stdout:\n%s\nstderr:\n%s", s.code, want, s.stdout, s.stderr)
+			}
+			if tc.log != "" {
+				for _, r := range []result{p, s} {
+					if !strings.Contains(r.stderr, tc.log) {
+						t.Errorf("stderr lacks %q:\n%s", tc.log, r.stderr)
+					}
+				}
 			}
 			if tc.refused != "" {
 				for _, r := range []result{p, s} {
