@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -194,5 +197,41 @@ func TestStatusWhileServed(t *testing.T) {
 	}
 	if got, want := errorLine(t, s), "migrate: error: open "+dataDir+"/member/snap/db: locked by another process (is etcd running on this data dir?)"; got != want {
 		t.Errorf("error line %q, want %q", got, want)
+	}
+}
+
+// TestPlanStatusTakeRunCommandLine: an operator previews a run by putting plan or
+// status in front of its command line: every flag of the run, the etcd args after
+// "--" (the data dir among them), DATA_DIRECTORY unset. plan checks what the run
+// checks of the bin dir: an etcd arg the target refuses is exit 2, naming it.
+func TestPlanStatusTakeRunCommandLine(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := etcdtest.ExtractFixture(t, fixture34)
+	sum := etcdtest.Checksum(t, dataDir)
+	run := func(args ...string) result {
+		cmd := exec.Command(filepath.Join(binDir, "migrate"), args...)
+		cmd.Env = append(os.Environ(), "BUNDLED_VERSIONS="+etcdtest.Bundled)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		return runResult(t, cmd.Run(), &out, &errb)
+	}
+	runFlags := []string{"--bin-dir", binDir, "--target-version", "3.7.3", "--name=etcd-0", "--step-timeout=1m",
+		"--port=" + strconv.Itoa(etcdtest.FreePort(t)), "--log-format=json"}
+	etcdArgs := []string{"--", "--data-dir=" + dataDir, "--name=etcd-0", "--listen-client-urls=http://127.0.0.1:2379", "--advertise-client-urls=http://127.0.0.1:2379"}
+
+	p := run(append(append([]string{"plan"}, runFlags...), etcdArgs...)...)
+	if want := "current: 3.4.13/etcd3\ntarget:  3.7.3/etcd3\nstep 1: upgrade-minor"; p.code != 0 || !strings.HasPrefix(p.stdout, want) {
+		t.Fatalf("plan: exit %d, stdout %q, want %q...\n%s", p.code, p.stdout, want, p.stderr)
+	}
+	s := run(append(append([]string{"status"}, runFlags...), etcdArgs...)...)
+	if want := "data dir:    " + dataDir + "\nversion.txt: 3.4.13/etcd3\n"; s.code != 0 || !strings.HasPrefix(s.stdout, want) {
+		t.Fatalf("status: exit %d, stdout %q, want %q...\n%s", s.code, s.stdout, want, s.stderr)
+	}
+	p = run(append(append([]string{"plan"}, runFlags...), append(etcdArgs, "--no-such-flag=1")...)...)
+	if want := "migrate: error: the target etcd 3.7.3 does not accept its command line: flag provided but not defined: -no-such-flag: remove --no-such-flag after --; nothing was changed"; p.code != 2 || errorLine(t, p) != want {
+		t.Fatalf("plan with an unknown etcd flag: exit %d, error line %q, want 2 and %q", p.code, errorLine(t, p), want)
+	}
+	if etcdtest.Checksum(t, dataDir) != sum {
+		t.Fatal("plan or status changed the data dir")
 	}
 }
