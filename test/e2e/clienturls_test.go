@@ -39,3 +39,27 @@ func TestClientURLList(t *testing.T) {
 		t.Fatal("the refused run changed the data dir")
 	}
 }
+
+// TestUpgradeDocumentVariables: the variables Kubernetes' etcd upgrade document
+// sets are accepted: ETCD_IMAGE is logged and not used; STORAGE_MEDIA_TYPE other
+// than application/json with an etcd2 target is refused before anything is
+// touched (etcd2 holds JSON values only).
+func TestUpgradeDocumentVariables(t *testing.T) {
+	binDir := etcdtest.BinDir(t)
+	dataDir := etcdtest.ExtractFixture(t, fixture34)
+	sum := etcdtest.Checksum(t, dataDir)
+	r := runMigrate(t, binDir, dataDir, []string{"STORAGE_MEDIA_TYPE=application/vnd.kubernetes.protobuf", "ETCD_IMAGE=3.0.17"},
+		"--target-version=3.4.13", "--target-storage=etcd2", "--exec=false")
+	want := "migrate: error: STORAGE_MEDIA_TYPE=application/vnd.kubernetes.protobuf with TARGET_STORAGE=etcd2: an etcd2 target holds JSON values only; " +
+		"switch the API server to --storage-media-type=application/json and rewrite every object, then set STORAGE_MEDIA_TYPE=application/json"
+	if r.code != 2 || errorLine(t, r) != want {
+		t.Fatalf("exit %d, error line %q; want 2 and %q", r.code, errorLine(t, r), want)
+	}
+	if etcdtest.Checksum(t, dataDir) != sum {
+		t.Fatal("the refused run changed the data dir")
+	}
+	r = runMigrate(t, binDir, dataDir, []string{"STORAGE_MEDIA_TYPE=application/json", "ETCD_IMAGE=3.0.17"}, "--target-version=3.5.35", "--exec=false")
+	if r.code != 0 || !strings.Contains(r.stderr, `msg="ETCD_IMAGE is not used: the image is the manifest's, and TARGET_VERSION picks the etcd it runs" etcd_image=3.0.17`) {
+		t.Fatalf("exit %d, want 0 and the ETCD_IMAGE log line:\n%s", r.code, r.stderr)
+	}
+}
