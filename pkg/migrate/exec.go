@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/go-version"
+
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdconfig"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/lock"
@@ -79,4 +81,15 @@ func (c *Config) Exec(lk *lock.Lock, userArgs []string) error {
 	}
 	c.Logger.Info("exec", "binary", bin, "args", len(args))
 	return execEtcd(bin, args, env)
+}
+
+// ExecAsIs hands the process over to etcd-<v> of binDir with args and this
+// environment unchanged: the image's `etcd --version`, `etcd --help` and any other
+// invocation that serves no data dir.
+func ExecAsIs(binDir string, v *version.Version, args []string) error {
+	bin := steprun.EtcdBinary(binDir, v)
+	if _, err := os.Stat(bin); err != nil {
+		return inputErr(fmt.Errorf("etcd %s is bundled but %s is missing: %w", v, bin, err))
+	}
+	return execEtcd(bin, args, os.Environ())
 }

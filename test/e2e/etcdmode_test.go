@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+)
+
+// etcdLinkDir is a bin dir as the image lays it out: every bundled etcd-<v>,
+// etcdctl-<v>, etcdutl-<v>, migrate, and etcd as a link to migrate. It returns the
+// path of that etcd.
+func etcdLinkDir(t *testing.T) string {
+	t.Helper()
+	src := etcdtest.BinDir(t)
+	dir := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if n == "migrate" || strings.HasPrefix(n, "etcd-") || strings.HasPrefix(n, "etcdctl-") || strings.HasPrefix(n, "etcdutl-") {
+			if err := os.Symlink(filepath.Join(src, n), filepath.Join(dir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Symlink("migrate", filepath.Join(dir, "etcd")); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "etcd")
+}
+
+// etcdCmd is `etcd args…` through the link, run in cwd, with the image's own ENV
+// defaults (DATA_DIRECTORY among them, which must not matter) and env on top.
+func etcdCmd(etcd, cwd string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(etcd, args...)
+	cmd.Dir = cwd
+	cmd.Env = append(os.Environ(), "BUNDLED_VERSIONS="+etcdtest.Bundled, "TARGET_STORAGE=etcd3",
+		"DATA_DIRECTORY=/var/etcd/data", "DO_NOT_MOVE_BINARIES=true")
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
+// kubeadmArgs is the command line kubeadm writes for a single member
+// (cmd/kubeadm/app/phases/etcd/local.go), on loopback addresses and without TLS.
+func kubeadmArgs(dataDir string, client, peer int) []string {
+	c, p := fmt.Sprintf("http://127.0.0.1:%d", client), fmt.Sprintf("http://127.0.0.1:%d", peer)
+	return []string{"--name=control-plane-0", "--data-dir=" + dataDir, "--advertise-client-urls=" + c,
+		"--listen-client-urls=" + c, "--initial-advertise-peer-urls=" + p, "--listen-peer-urls=" + p,
+		"--initial-cluster=control-plane-0=" + p, "--snapshot-count=10000"}
+}
+
+// TestEtcdLinkPassesThrough: `etcd --version`, `etcd --help` and a subcommand go
+// straight to the target etcd (any patch of a bundled minor) and create nothing:
+// not even etcd's default data dir, default.etcd, in the working directory.
+func TestEtcdLinkPassesThrough(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	cwd := t.TempDir()
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{[]string{"TARGET_VERSION=3.6.2"}, []string{"--version"}, "etcd Version: 3.6.16"},
+		{[]string{"TARGET_VERSION=3.5.35"}, []string{"--name=x", "--version"}, "etcd Version: 3.5.35"},
+		{nil, []string{"--version"}, "etcd Version: 3.7.3"}, // TARGET_VERSION unset: the newest bundled
+		{[]string{"TARGET_VERSION=3.7.3"}, []string{"--help"}, "etcd --version"},
+		{[]string{"TARGET_VERSION=3.7.3"}, []string{"-h"}, "etcd --version"},
+	} {
+		var out bytes.Buffer
+		cmd := etcdCmd(etcd, cwd, tc.env, tc.args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil || !strings.Contains(out.String(), tc.want) {
+			t.Fatalf("%v etcd %v: %v, output lacks %q:\n%s", tc.env, tc.args, err, tc.want, out.String())
+		}
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+		t.Fatalf("the pass-through invocations left %d entries in the working directory (%s)", len(entries), entries[0].Name())
+	}
+	var out bytes.Buffer
+	cmd := etcdCmd(etcd, cwd, []string{"TARGET_VERSION=3.8.0"}, "--version")
+	cmd.Stderr = &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out.String(), "target version 3.8.0 is not bundled, nor any etcd 3.8.x") {
+		t.Fatalf("TARGET_VERSION=3.8.0 etcd --version: %v, want exit 2 naming it:\n%s", err, out.String())
+	}
+}
+
+// TestEtcdLinkMigratesKubeadmData: kubeadm's command line (`etcd --data-dir=… …`) on
+// data written by 3.4.13 without version.txt, TARGET_VERSION=3.6.16: the link walks
+// 3.4 -> 3.5 -> 3.6 (the data ends at storage version 3.6) and becomes etcd 3.6.16
+// serving every key with its revisions; the image's DATA_DIRECTORY default does not
+// get in the way. Started again on the same data it is a no-op and serves again.
+func TestEtcdLinkMigratesKubeadmData(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	binDir := etcdtest.BinDir(t)
+	pristine := etcdtest.ExtractFixture(t, fixture34)
+	want := baseline34(t, binDir, pristine)
+	dataDir := etcdtest.CopyDir(t, pristine)
+	if err := os.Remove(filepath.Join(dataDir, "version.txt")); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TARGET_VERSION=3.6.16"}
+	for round, wantLog := range []string{"steps=3", "steps=0"} {
+		client, peer := etcdtest.FreePort(t), etcdtest.FreePort(t)
+		url := fmt.Sprintf("http://127.0.0.1:%d", client)
+		cmd := etcdCmd(etcd, t.TempDir(), env, kubeadmArgs(dataDir, client, peer)...)
+		pid, v, log := execServing(t, cmd, url, "3.6.16")
+		if v.Cluster != "3.6.0" || v.Storage != "3.6.0" || !strings.Contains(log, `msg="migration done" version_txt=3.6.16/etcd3 `+wantLog) {
+			t.Fatalf("round %d: versions %+v, log lacks %q:\n%s", round, v, wantLog, log)
+		}
+		if round == 0 {
+			for _, w := range []string{"kind=upgrade-minor from=3.4.13/etcd3 version_txt=3.5.35/etcd3", "kind=upgrade-minor from=3.5.35/etcd3 version_txt=3.6.16/etcd3"} {
+				if !strings.Contains(log, w) {
+					t.Fatalf("log lacks %q:\n%s", w, log)
+				}
+			}
+		}
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := etcdtest.DumpClient(t, c)
+		c.Close()
+		if diffs := etcdtest.Compare(want, got, 10); len(diffs) > 0 {
+			t.Fatalf("round %d: etcd 3.6.16 serves another keyspace:\n%s", round, strings.Join(diffs, "\n"))
+		}
+		stopPid(t, pid)
+		t.Logf("round %d: etcd (the link) became etcd 3.6.16 serving %d keys (%s)", round, len(got.Keys), wantLog)
+	}
+	if got := readVersionTxt(t, dataDir); got != "3.6.16/etcd3\n" {
+		t.Fatalf("version.txt = %q", got)
+	}
+}
+
+// TestEtcdLinkDefaultDataDir: without --data-dir or ETCD_DATA_DIR, etcd serves
+// <name>.etcd in its working directory (name "default" unless set): so does the
+// link, which records the target there first.
+func TestEtcdLinkDefaultDataDir(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	cwd := t.TempDir()
+	client, peer := etcdtest.FreePort(t), etcdtest.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", client)
+	p := fmt.Sprintf("http://127.0.0.1:%d", peer)
+	cmd := etcdCmd(etcd, cwd, []string{"TARGET_VERSION=3.7.3"}, "--listen-client-urls="+url, "--advertise-client-urls="+url,
+		"--listen-peer-urls="+p, "--initial-advertise-peer-urls="+p, "--initial-cluster=default="+p)
+	pid, _, _ := execServing(t, cmd, url, "3.7.3")
+	stopPid(t, pid)
+	if got := readVersionTxt(t, filepath.Join(cwd, "default.etcd")); got != "3.7.3/etcd3\n" {
+		t.Fatalf("default.etcd/version.txt = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(cwd, "default.etcd", "member")); err != nil {
+		t.Fatalf("etcd did not serve default.etcd: %v", err)
+	}
+}
+
+// TestEtcdLinkRefusesKubeadm35FlagsOn37: kubeadm's 3.5-era flags on a 3.7.3 target
+// (which removed them) exit 2 within a second, naming the replacement, with the data
+// dir byte for byte as it was and no etcd started.
+func TestEtcdLinkRefusesKubeadm35FlagsOn37(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	dataDir := etcdtest.CopyDir(t, etcdtest.ExtractFixture(t, fixture34))
+	sum := etcdtest.Checksum(t, dataDir)
+	args := append(kubeadmArgs(dataDir, etcdtest.FreePort(t), etcdtest.FreePort(t)),
+		"--experimental-initial-corrupt-check=true", "--experimental-watch-progress-notify-interval=5s")
+	var out bytes.Buffer
+	cmd := etcdCmd(etcd, t.TempDir(), []string{"TARGET_VERSION=3.7.3"}, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	var ee *exec.ExitError
+	want := "replace --experimental-initial-corrupt-check after -- with --feature-gates=InitialCorruptCheck=true"
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out.String(), want) {
+		t.Fatalf("exit %v, want 2 with %q:\n%s", err, want, out.String())
+	}
+	if took > time.Second {
+		t.Fatalf("the refusal took %v, want under a second", took)
+	}
+	if etcdtest.Checksum(t, dataDir) != sum {
+		t.Fatal("the refused run changed the data dir")
+	}
+	t.Logf("refused in %v: %s", took.Round(time.Millisecond), logLine(out.String(), "migrate: error:"))
+}
+
+// stopPid stops the exec'd etcd with SIGTERM and waits until it is gone.
+func stopPid(t *testing.T, pid int) {
+	t.Helper()
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Signal(os.Interrupt)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if err := p.Signal(syscall.Signal(0)); err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("etcd (pid %d) did not stop", pid)
+}
