@@ -148,13 +148,15 @@ context() {
   for b in etcdctl etcdutl; do
     [ -e "$dir/bin/$b-$newest" ] && ln -sfn "$b-$newest" "$dir/bin/$b"
   done
-  # For the Kubernetes GCE manifest (docs/image-and-kubernetes.md, "Kubernetes static pod"): etcd runs
-  # etcd-$TARGET_VERSION (default: the newest), migrate-if-needed.sh migrates without
-  # exec, /bin/sh runs the manifest's command, /var/log takes its redirections.
-  sed -e "s/@NEWEST@/$newest/g" -e "s/@BUNDLED@/$(versions | paste -sd, -)/g" \
-    "$repo/images/etcd.sh" >"$dir/bin/etcd"
+  # etcd is migrate run as etcd (a link: the binary dispatches on its name): kubeadm's
+  # `etcd …`, the GCE manifest's `exec /usr/local/bin/etcd …` and `docker run IMAGE
+  # etcd …` migrate the data dir etcd's own flags name, then exec
+  # etcd-$TARGET_VERSION. For the GCE manifest (docs/image-and-kubernetes.md,
+  # "Kubernetes static pod"): migrate-if-needed.sh migrates without exec, /bin/sh
+  # runs the manifest's command, /var/log takes its redirections.
+  ln -sfn migrate "$dir/bin/etcd"
   cp "$repo/images/migrate-if-needed.sh" "$dir/bin/migrate-if-needed.sh"
-  chmod 0755 "$dir/bin/etcd" "$dir/bin/migrate-if-needed.sh"
+  chmod 0755 "$dir/bin/migrate-if-needed.sh"
   stage_shell "$dir/rootfs"
   mkdir -p "$dir/rootfs/var/log"
   # Any UID may create files in /tmp, beside the data dir (lock file, backup) and in

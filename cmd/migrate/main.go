@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"os"
-	"path/filepath"
 
 	"github.com/etcd-migrate/etcd-migrate/cmd/migrate/app"
 )
@@ -16,11 +15,8 @@ func main() {
 	// without starting etcd (see app.NotifySignals).
 	ctx, stop := app.NotifySignals(context.Background())
 	defer stop()
-	// The image's /usr/local/bin/etcd is this binary: run as etcd, its arguments
-	// are etcd's own command line.
-	if filepath.Base(os.Args[0]) == app.EtcdName {
-		os.Exit(app.ExitCode(app.RunAsEtcd(ctx, os.Args[0], os.Args[1:], os.Getenv)))
-	}
-	err := app.NewRootCommand(os.Getenv).ExecuteContext(ctx)
+	// Run as etcd (the image's /usr/local/bin/etcd is a link to this binary) or as
+	// the tool the first argument names; see app.Main.
+	err := app.Main(ctx, os.Args, os.Getenv)
 	os.Exit(app.ExitCode(err))
 }

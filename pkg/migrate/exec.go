@@ -93,3 +93,12 @@ func ExecAsIs(binDir string, v *version.Version, args []string) error {
 	}
 	return execEtcd(bin, args, os.Environ())
 }
+
+// ExecCommand hands the process over to the executable at path with args and this
+// environment: the image's `docker run IMAGE etcdctl …` and the like.
+func ExecCommand(path string, args []string) error {
+	if _, err := os.Stat(path); err != nil {
+		return inputErr(fmt.Errorf("%s: %w", path, err))
+	}
+	return execEtcd(path, args, os.Environ())
+}

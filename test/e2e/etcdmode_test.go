@@ -216,3 +216,41 @@ func stopPid(t *testing.T, pid int) {
 	}
 	t.Fatalf("etcd (pid %d) did not stop", pid)
 }
+
+// TestMigrateRunsTheToolItsFirstArgumentNames: the image's entrypoint is migrate, so
+// `docker run IMAGE etcd …` is `migrate etcd …`: etcd (as the link), etcdctl,
+// etcdutl and absolute paths run as they would in the Kubernetes image, which has no
+// entrypoint; a typo of a migrate command is still named as one.
+func TestMigrateRunsTheToolItsFirstArgumentNames(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	migrateBin := filepath.Join(filepath.Dir(etcd), "migrate")
+	cwd := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"etcd", "--version"}, "etcd Version: 3.5.35", 0},
+		{[]string{filepath.Dir(etcd) + "/etcd", "--version"}, "etcd Version: 3.5.35", 0},
+		{[]string{"etcdctl-3.7.3", "version"}, "etcdctl version: 3.7.3", 0},
+		{[]string{"etcdutl-3.6.16", "version"}, "etcdutl version: 3.6.16", 0},
+		{[]string{"/bin/sh", "-c", "echo from-sh"}, "from-sh", 0},
+		{[]string{"stauts"}, `unknown command "stauts" for "migrate" (did you mean "status"?)`, 2},
+	} {
+		var out bytes.Buffer
+		cmd := etcdCmd(migrateBin, cwd, []string{"TARGET_VERSION=3.5.17"}, tc.args...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("migrate %v: exit %d (%v), want %d and %q:\n%s", tc.args, code, err, tc.code, tc.want, out.String())
+		}
+	}
+	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+		t.Fatalf("left %d entries in the working directory", len(entries))
+	}
+}

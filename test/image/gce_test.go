@@ -334,9 +334,10 @@ func testGCEManifest(t *testing.T, tl *tool, binDir string) {
 	}
 
 	// 4. The manifest execs etcd even when migrate-if-needed.sh failed: with another
-	// migrator holding the lock, migrate refuses, and /usr/local/bin/etcd must not
-	// start etcd 3.7.3 on the 3.6.16 data. The container exits 2 (the kubelet would
-	// restart it and retry); the data dir is untouched.
+	// migrator holding the lock, migrate refuses, and /usr/local/bin/etcd (migrate
+	// run as etcd) refuses too instead of starting etcd 3.7.3 on the 3.6.16 data.
+	// The container exits 2 (the kubelet would restart it and retry); the data dir
+	// is untouched.
 	dataDir := filepath.Join(varEtcd, "data")
 	sum := etcdtest.Checksum(t, dataDir)
 	lk, err := lock.Acquire(dataDir)
@@ -348,8 +349,8 @@ func testGCEManifest(t *testing.T, tl *tool, binDir string) {
 	r = startGCE(t, tl, "gce-locked", pod, hostPaths, extra)
 	code, out := r.c.wait(t, time.Minute)
 	log = r.readLog(t, logFile)
-	refusal := "version.txt records " + older + "/etcd3, not the target " + newest + "/etcd3"
-	if code != 2 || !strings.Contains(log, "migrate: error:") || !strings.Contains(out+log, refusal) {
+	refusal := "another migrate holds the lock"
+	if code != 2 || strings.Count(out+log, "migrate: error:") != 2 || !strings.Contains(out+log, refusal) {
 		t.Errorf("GCE pod with the lock held: exit %d, want 2, migrate's error line and %q; container output:\n%s\netcd.log:\n%s", code, refusal, out, log)
 	}
 	if strings.Contains(log, `"etcd-version"`) {
@@ -358,7 +359,7 @@ func testGCEManifest(t *testing.T, tl *tool, binDir string) {
 	if etcdtest.Checksum(t, dataDir) != sum {
 		t.Errorf("the data dir changed although migrate refused")
 	}
-	t.Logf("GCE manifest with the lock held: migrate refused, /usr/local/bin/etcd refused etcd %s on the %s data (exit %d), data dir unchanged", newest, older, code)
+	t.Logf("GCE manifest with the lock held: migrate-if-needed.sh and /usr/local/bin/etcd refused to touch the %s data (exit %d), no etcd %s started, data dir unchanged", older, code, newest)
 }
 
 // stepsWithSnapshot counts the "step done" log lines that carry snapshot_ms.

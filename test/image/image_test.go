@@ -166,8 +166,8 @@ func testBinaries(t *testing.T, tl *tool, bundle string) {
 // testShellAndHelpers: what the Kubernetes GCE manifest needs besides migrate, as an
 // arbitrary UID in a FROM-scratch image: /bin/sh runs (static), /var/log takes an
 // appending redirection, migrate-if-needed.sh returns migrate's exit code (2 for an
-// unbundled target), /usr/local/bin/etcd is etcd-$TARGET_VERSION and refuses a data
-// dir whose version.txt records another version.
+// unbundled target), /usr/local/bin/etcd is migrate run as etcd: `--version` goes
+// to etcd-$TARGET_VERSION, and a refused migration starts no etcd.
 func testShellAndHelpers(t *testing.T, tl *tool) {
 	ctr := tl.oneShotContainer(t, "helpers")
 	user := "4321:4321"
@@ -193,23 +193,23 @@ func testShellAndHelpers(t *testing.T, tl *tool) {
 	if code != 0 || !strings.Contains(out, "etcd Version: 3.6.16") {
 		t.Errorf("etcd --version with TARGET_VERSION=3.6.2: exit %d, output %q; want etcd 3.6.16", code, out)
 	}
-	// A data dir left at 3.6.16 (a failed migration) under TARGET_VERSION=3.7.3: the
-	// manifest's exec of etcd must not start etcd 3.7.3 on it.
+	// A data dir whose version.txt is not one: etcd (migrate run as etcd) refuses
+	// it (exit 2) and starts no etcd.
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("3.6.16/etcd3\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "version.txt"), []byte("garbage\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, mounts: map[string]string{dir: "/var/etcd/data"}},
 		[]string{"/usr/local/bin/etcd", "--name", "x", "--data-dir", "/var/etcd/data"})
-	if want := "version.txt records 3.6.16/etcd3, not the target 3.7.3/etcd3"; code != 2 || !strings.Contains(out, want) {
-		t.Errorf("etcd on a 3.6.16 data dir with TARGET_VERSION=3.7.3: exit %d, want 2 and %q:\n%s", code, want, out)
+	if want := "migrate: error:"; code != 2 || !strings.Contains(out, want) || strings.Contains(out, "etcd-version") {
+		t.Errorf("etcd on a data dir with a malformed version.txt: exit %d, want 2 and %q, no etcd started:\n%s", code, want, out)
 	}
 	code, out = tl.oneShotWith(t, ctr, runSpec{user: user, env: map[string]string{"TARGET_VERSION": "3.8.0"}},
 		[]string{"/usr/local/bin/etcd", "--version"})
-	if code != 2 || !strings.Contains(out, "TARGET_VERSION=3.8.0 is not bundled") {
+	if code != 2 || !strings.Contains(out, "target version 3.8.0 is not bundled") {
 		t.Errorf("etcd with TARGET_VERSION=3.8.0: exit %d, want 2 and a not-bundled line:\n%s", code, out)
 	}
 }

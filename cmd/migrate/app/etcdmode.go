@@ -120,3 +120,48 @@ func binDirOf(argv0 string) string {
 	}
 	return filepath.Dir(p)
 }
+
+// Main runs the binary: as etcd when invoked by that name, as the tool its first
+// argument names when that is etcd, etcdctl or etcdutl (bare, versioned or a path)
+// or an absolute path to an executable, else as the migrate command. The image's
+// ENTRYPOINT is migrate, so `docker run IMAGE etcd …`, `docker run IMAGE etcdctl …`
+// and `docker run IMAGE /bin/sh -c …` do what they do on the Kubernetes etcd image
+// (which has no entrypoint), and `docker run IMAGE -- …` is migrate as before.
+func Main(ctx context.Context, argv []string, getenv func(string) string) error {
+	if filepath.Base(argv[0]) == EtcdName {
+		return RunAsEtcd(ctx, argv[0], argv[1:], getenv)
+	}
+	if len(argv) > 1 {
+		if tool, ok := toolArg(argv[1]); ok {
+			if filepath.Base(tool) == EtcdName {
+				dir := argv[0]
+				if strings.Contains(tool, "/") {
+					dir = tool
+				}
+				return RunAsEtcd(ctx, dir, argv[2:], getenv)
+			}
+			path := tool
+			if !strings.Contains(tool, "/") {
+				path = filepath.Join(binDirOf(argv[0]), tool)
+			}
+			return migrate.ExecCommand(path, argv[2:])
+		}
+	}
+	root := NewRootCommand(getenv)
+	root.SetArgs(argv[1:])
+	return root.ExecuteContext(ctx)
+}
+
+// toolArg says whether a first argument names a command to run instead of a
+// migrate command: a bundled tool's name, or an absolute path.
+func toolArg(a string) (string, bool) {
+	if strings.HasPrefix(a, "/") {
+		return a, true
+	}
+	for _, t := range []string{"etcd", "etcdctl", "etcdutl"} {
+		if a == t || strings.HasPrefix(a, t+"-") {
+			return a, true
+		}
+	}
+	return "", false
+}
