@@ -298,6 +298,12 @@ func grant(ctx context.Context, c *clientv3.Client, id, ttl int64) error {
 // missing lists the members without a lease at p or beyond (for a soft point:
 // among those that were at its previous point).
 func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, ownID int64) (missing []v3backend.Member, own bool, err error) {
+	if p.Soft && p.Prev < 0 {
+		// Nobody walked the previous point with this member (a one-minor hand-over
+		// in a rolling restart): it waits for nobody, and needs no lease list,
+		// which etcd before 3.3 does not have (LeaseLeases is Unimplemented).
+		return nil, true, nil
+	}
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	resp, err := c.Leases(lctx)
 	cancel()

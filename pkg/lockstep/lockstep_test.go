@@ -1,6 +1,15 @@
 package lockstep
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
+)
 
 func TestLeaseID(t *testing.T) {
 	for _, p := range []Point{Up(304, PhaseMinor), Up(307, PhaseHandOver), Down(305, 1), Down(306, 0)} {
@@ -47,5 +56,33 @@ func TestDoneLease(t *testing.T) {
 	}
 	if IsDoneLease(0x6d6967722d726479) {
 		t.Fatal("the readiness lease reads as a done lease")
+	}
+}
+
+// A soft point with no previous point (the hand-over of a member restarted alone
+// in a rolling restart) waits for nobody without listing the leases: etcd 3.0-3.2
+// has no LeaseLeases, and a barrier that needed it waited for every member,
+// itself included, until --members-timeout. The client here reaches no etcd at
+// all, so any lease call fails.
+func TestSoftPointWithoutPreviousNeedsNoLeaseList(t *testing.T) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{"http://127.0.0.1:1"}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	members := []v3backend.Member{{ID: 0xa1, Name: "a"}, {ID: 0xb2, Name: "b"}, {ID: 0xc3, Name: "c"}}
+	cl := &Cluster{Members: members, Self: "a"}
+	p := Point{Rank: Up(301, PhaseHandOver).Rank, Soft: true, Prev: -1, Final: true}
+	missing, _, err := cl.missing(context.Background(), c, p, leaseID(p, 0xa1))
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("soft point without a previous one: missing %v, err %v; want nobody and no error", names(missing), err)
+	}
+	// With a previous point it must list the leases: here that fails, and every
+	// member counts as missing.
+	p.Prev = Up(301, PhaseMinor).Rank
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if missing, _, err := cl.missing(ctx, c, p, leaseID(p, 0xa1)); err == nil || len(missing) != len(members) {
+		t.Fatalf("soft point with a previous one, no etcd: missing %v, err %v; want every member and an error", names(missing), err)
 	}
 }
