@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
+	"github.com/etcd-migrate/etcd-migrate/internal/fixture"
 )
 
 // planStatusCase is one kind of data dir and what plan and status say of it.
@@ -164,11 +165,53 @@ func TestPlanStatusFixtures(t *testing.T) {
 			status:  []string{"version.txt: 3.5.35/etcd3", "data:        empty data dir"},
 		},
 	}
+	// etcd3 data of the newer bundled releases, written by each (fixture.Generate).
+	parent := t
+	written := map[string]string{}
+	etcd3 := func(t *testing.T, v string) string {
+		if d, ok := written[v]; ok {
+			return etcdtest.CopyDir(t, d)
+		}
+		d := filepath.Join(parent.TempDir(), "data")
+		if err := fixture.Generate(binDir, v, 200, 200, d, etcdtest.FreePort(t)); err != nil {
+			t.Fatal(err)
+		}
+		written[v] = d
+		return etcdtest.CopyDir(t, d)
+	}
+	for _, tc := range []struct{ v, data, plan string }{
+		{"3.5.35", "etcd3 data (cluster version 3.5.0)", "step 1: upgrade-minor 3.5.35/etcd3 -> 3.6.16/etcd3 (run etcd-3.6.16)\nstep 2: upgrade-minor 3.6.16/etcd3 -> 3.7.3/etcd3 (run etcd-3.7.3)\n"},
+		// 3.6+ records the storage version at its first snapshot or stop, which
+		// a fresh data set may or may not have reached: not pinned.
+		{"3.6.16", "", "step 1: upgrade-minor 3.6.16/etcd3 -> 3.7.3/etcd3 (run etcd-3.7.3)\n"},
+		{"3.7.3", "", "nothing to do\n"},
+	} {
+		cases = append(cases, planStatusCase{
+			name:    "etcd3 " + tc.v,
+			dataDir: func(t *testing.T) string { return etcd3(t, tc.v) },
+			plan:    "current: " + tc.v + "/etcd3\ntarget:  3.7.3/etcd3\n" + tc.plan,
+			status:  []string{"version.txt: " + tc.v + "/etcd3", "data:        " + tc.data},
+		})
+		if tc.data == "" {
+			cases[len(cases)-1].status = cases[len(cases)-1].status[:1]
+		}
+		x := tc.v[:3] + ".x/etcd3"
+		noTxt := x + " (no version.txt; detected from the data, whose backend records the minor only)"
+		cases = append(cases, planStatusCase{
+			name:    "etcd3 " + tc.v + " without version.txt",
+			dataDir: func(t *testing.T) string { return writeVersionTxt(t, etcd3(t, tc.v), "") },
+			plan:    "current: " + noTxt + "\ntarget:  3.7.3/etcd3\nstep 1: upgrade-patch " + x + " -> " + tc.v + "/etcd3 (run etcd-" + tc.v + ")\n" + renumber(strings.TrimPrefix(tc.plan, "nothing to do\n"), 1),
+			status:  []string{"version.txt: missing", "current:     " + noTxt},
+		})
+	}
 	checkPlanStatus(t, binDir, cases)
 }
 
 // renumber shifts the "step N:" lines of steps by n.
 func renumber(steps string, n int) string {
+	if steps == "" {
+		return ""
+	}
 	var out []string
 	for _, l := range strings.Split(strings.TrimSuffix(steps, "\n"), "\n") {
 		var i int
