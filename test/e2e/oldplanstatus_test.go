@@ -68,6 +68,15 @@ func TestOldPlanStatus(t *testing.T) {
 			plan:    "current: 2.3.8/etcd2\ntarget:  3.7.3/etcd3\nstep 1: v2-to-v3 2.3.8/etcd2 -> 3.0.17/etcd3 (convert offline, then run etcd-3.0.17)\n" + seedWalk("3.0.17", 1),
 			status:  []string{"version.txt: 2.3.8/etcd2", "data:        etcd2 data (WAL and v2 snapshots, no v3 backend)"}},
 	)
+	// etcd2 data of the 3.x releases before the bundle, with their version.txt:
+	// converted at their own minor.
+	for _, v := range oldEtcd3Versions {
+		cases = append(cases, planStatusCase{name: "etcd2 " + v, bundled: seedBundle,
+			dataDir: func(t *testing.T) string { return etcd2(t, v) },
+			plan: "current: " + v + "/etcd2\ntarget:  3.7.3/etcd3\n" +
+				"step 1: v2-to-v3 " + v + "/etcd2 -> " + v + "/etcd3 (convert offline, then run etcd-" + v + ")\n" + seedWalk(v, 1),
+			status: []string{"version.txt: " + v + "/etcd2"}})
+	}
 	checkPlanStatus(t, binDir, cases)
 }
 
