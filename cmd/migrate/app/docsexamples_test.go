@@ -297,7 +297,12 @@ func TestDocsMigrateExamples(t *testing.T) {
 		if _, err := etcdconfig.ParseServed(etcdArgs, func(string) string { return "" }); err != nil {
 			t.Errorf("%s: etcd args %q: %v", ex.where, etcdArgs, err)
 		}
+		seen := map[string]bool{}
 		for _, v := range ex.env {
+			if seen[v] {
+				continue
+			}
+			seen[v] = true
 			if !own[v] && !served[v] && !etcdconfig.IsFlagEnv(v) {
 				t.Errorf("%s: the example sets %s, which migrate does not read", ex.where, v)
 			}
