@@ -23,7 +23,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/durable"
@@ -31,8 +30,39 @@ import (
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 )
 
-// Path is the backup of dataDir.
-func Path(dataDir string) string { return filepath.Clean(dataDir) + ".bak" }
+// Path is the backup of dataDir: <data-dir>.bak beside it, or, when the data dir is
+// a mount of its own (a container that mounts only the data dir, as kubeadm's
+// static pod mounts /var/lib/etcd), <data-dir>/.etcd-migrate-backup/<name>.bak
+// inside it: beside it is then the container's own filesystem, gone with the
+// container, and no backup.
+func Path(dataDir string) string {
+	clean := filepath.Clean(dataDir)
+	if OwnMount(clean) {
+		return filepath.Join(clean, datadir.BackupDirName, filepath.Base(clean)+".bak")
+	}
+	return clean + ".bak"
+}
+
+// OwnMount says whether dir is a mount point: on another device than its parent,
+// or listed as a mount point in /proc/self/mountinfo (a bind mount of the parent's
+// filesystem).
+func OwnMount(dir string) bool {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	if abs, err := filepath.Abs(real); err == nil {
+		real = abs
+	}
+	if real == "/" {
+		return false
+	}
+	return isMountPoint(real, fi)
+}
 
 // RecordPath is the record of what Path(dataDir) holds.
 func RecordPath(dataDir string) string { return Path(dataDir) + ".json" }
@@ -172,6 +202,14 @@ type Result struct {
 func Make(ctx context.Context, dataDir string, rec Record) (*Result, error) {
 	dst := Path(dataDir)
 	parent := filepath.Dir(dst)
+	if filepath.Base(parent) == datadir.BackupDirName {
+		if err := os.MkdirAll(parent, 0o700); err != nil {
+			return nil, fmt.Errorf("backup of %s: %w", dataDir, err)
+		}
+		if err := durable.SyncDir(filepath.Dir(parent)); err != nil {
+			return nil, err
+		}
+	}
 	tmp, err := os.MkdirTemp(parent, filepath.Base(dst)+".tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("backup of %s: %w", dataDir, err)
@@ -268,8 +306,8 @@ func copyTree(ctx context.Context, src, dst string, c *copier) error {
 		if rel == "." {
 			return nil
 		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), datadir.WorkDirPrefix) {
-			return fs.SkipDir // a step's scratch space, not data
+		if d.IsDir() && filepath.Dir(rel) == "." && datadir.NotData(d.Name()) {
+			return fs.SkipDir // a step's scratch space or the backup itself, not data
 		}
 		target := filepath.Join(dst, rel)
 		info, err := d.Info()

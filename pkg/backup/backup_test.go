@@ -368,3 +368,66 @@ func usedBytes(t *testing.T, path string) int64 {
 	}
 	return int64(st.Blocks-st.Bfree) * int64(st.Bsize)
 }
+
+// TestMakeInsideAMountedDataDir: a data dir that is a mount of its own (kubeadm's
+// static pod mounts only /var/lib/etcd) keeps its backup inside, under
+// .etcd-migrate-backup, which the copy skips; a bind mount of the parent's own
+// filesystem counts as one. Needs root to mount (CI runs as root).
+func TestMakeInsideAMountedDataDir(t *testing.T) {
+	for _, how := range []string{"tmpfs", "bind"} {
+		t.Run(how, func(t *testing.T) {
+			parent := t.TempDir()
+			data := filepath.Join(parent, "data")
+			os.Mkdir(data, 0o700)
+			if OwnMount(data) {
+				t.Fatalf("%s is not mounted yet, but OwnMount says it is", data)
+			}
+			if Path(data) != data+".bak" {
+				t.Fatalf("Path before the mount = %s", Path(data))
+			}
+			var err error
+			if how == "tmpfs" {
+				err = unix.Mount("tmpfs", data, "tmpfs", 0, "size=64m")
+			} else {
+				src := filepath.Join(parent, "src")
+				os.Mkdir(src, 0o700)
+				err = unix.Mount(src, data, "", unix.MS_BIND, "")
+			}
+			if err != nil {
+				t.Skipf("SKIPPED: cannot mount a %s (needs root): %v", how, err)
+			}
+			t.Cleanup(func() { _ = unix.Unmount(data, unix.MNT_DETACH) })
+			os.MkdirAll(filepath.Join(data, "member", "snap"), 0o700)
+			os.WriteFile(filepath.Join(data, "member", "snap", "db"), []byte("db"), 0o600)
+			os.WriteFile(filepath.Join(data, "version.txt"), []byte("3.5.35/etcd3\n"), 0o644)
+			want := filepath.Join(data, ".etcd-migrate-backup", "data.bak")
+			if !OwnMount(data) || Path(data) != want {
+				t.Fatalf("mounted: OwnMount %v, Path %s; want %s", OwnMount(data), Path(data), want)
+			}
+			for i := 0; i < 2; i++ { // the second copy must not take in the first
+				res, err := Make(context.Background(), data, Record{Before: "3.5.35/etcd3", Target: "3.6.16/etcd3"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Path != want || res.Files != 2 {
+					t.Fatalf("copy %d: %+v", i, res)
+				}
+				if _, err := Complete(data, "3.6.16/etcd3"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if b, err := os.ReadFile(filepath.Join(want, "member", "snap", "db")); err != nil || string(b) != "db" {
+				t.Fatalf("backup db: %q, %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(want, ".etcd-migrate-backup")); !os.IsNotExist(err) {
+				t.Fatalf("the backup holds the backup dir: %v", err)
+			}
+			if st := Inspect(data); !st.Exists || st.Record == nil || !st.Record.Completed {
+				t.Fatalf("Inspect: %+v", st)
+			}
+			if _, err := os.Stat(data + ".bak"); !os.IsNotExist(err) {
+				t.Fatalf("a backup beside the mounted data dir: %v", err)
+			}
+		})
+	}
+}

@@ -102,7 +102,7 @@ func Detect(dataDir string) (State, error) {
 		switch e.Name() {
 		case "member":
 			hasMember = true
-		case versionfile.FileName, "lost+found":
+		case versionfile.FileName, "lost+found", BackupDirName:
 		default:
 			if strings.HasPrefix(e.Name(), WorkDirPrefix) {
 				hasWork = true

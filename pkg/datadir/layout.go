@@ -15,6 +15,17 @@ import (
 // the step.
 const WorkDirPrefix = ".migrate-"
 
+// BackupDirName is the dir inside a data dir that holds its backup when the data
+// dir is a mount of its own (pkg/backup). etcd only warns about an entry it does
+// not know ("found invalid file under data directory"), every bundled release.
+const BackupDirName = ".etcd-migrate-backup"
+
+// NotData says whether a top-level entry of a data dir is migrate's own, not etcd
+// data: a step's work dir or the backup dir. Copies, sizes and detection skip it.
+func NotData(name string) bool {
+	return strings.HasPrefix(name, WorkDirPrefix) || name == BackupDirName
+}
+
 // Paths inside a data dir, as etcd lays them out.
 func BackendPath(dataDir string) string { return filepath.Join(dataDir, "member", "snap", "db") }
 func WALDir(dataDir string) string      { return filepath.Join(dataDir, "member", "wal") }

@@ -76,14 +76,14 @@ func needFree(dir string, need int64, what string) error {
 }
 
 // allocatedSize is the disk space the data dir's files take (holes of sparse
-// files not counted), without migrate's work dirs.
+// files not counted), without migrate's work dirs and backup.
 func allocatedSize(dataDir string) (int64, error) {
 	var total int64
 	err := filepath.WalkDir(dataDir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && strings.HasPrefix(d.Name(), datadir.WorkDirPrefix) {
+		if d.IsDir() && filepath.Dir(path) == filepath.Clean(dataDir) && datadir.NotData(d.Name()) {
 			return fs.SkipDir
 		}
 		if !d.Type().IsRegular() {

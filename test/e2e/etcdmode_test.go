@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 )
@@ -253,4 +254,50 @@ func TestMigrateRunsTheToolItsFirstArgumentNames(t *testing.T) {
 	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
 		t.Fatalf("left %d entries in the working directory", len(entries))
 	}
+}
+
+// TestEtcdLinkBackupInsideTheMount: kubeadm mounts only the data dir, so a backup
+// beside it would be the container's own filesystem. On a data dir that is a mount
+// of its own (a tmpfs here) the backup is inside it, under .etcd-migrate-backup,
+// which every etcd of the walk (3.4.13 … 3.7.3) starts beside; it is the data as it
+// was, and served by 3.4.13 it is the same keyspace.
+func TestEtcdLinkBackupInsideTheMount(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	binDir := etcdtest.BinDir(t)
+	pristine := etcdtest.ExtractFixture(t, fixture34)
+	want := baseline34(t, binDir, pristine)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dataDir, "tmpfs", 0, "size=512m"); err != nil {
+		t.Skipf("SKIPPED: cannot mount a tmpfs (needs root): %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dataDir, unix.MNT_DETACH) })
+	if out, err := exec.Command("cp", "-a", pristine+"/.", dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	if err := os.Remove(filepath.Join(dataDir, "version.txt")); err != nil {
+		t.Fatal(err)
+	}
+	before := etcdtest.Checksum(t, filepath.Join(dataDir, "member"))
+	client, peer := etcdtest.FreePort(t), etcdtest.FreePort(t)
+	url := fmt.Sprintf("http://127.0.0.1:%d", client)
+	pid, _, log := execServing(t, etcdCmd(etcd, t.TempDir(), []string{"TARGET_VERSION=3.7.3"}, kubeadmArgs(dataDir, client, peer)...), url, "3.7.3")
+	stopPid(t, pid)
+	bak := filepath.Join(dataDir, ".etcd-migrate-backup", "data.bak")
+	if !strings.Contains(log, `msg="backup written" path=`+bak) {
+		t.Fatalf("log lacks the backup at %s:\n%s", bak, log)
+	}
+	if _, err := os.Stat(dataDir + ".bak"); !os.IsNotExist(err) {
+		t.Fatalf("a backup beside the mounted data dir: %v", err)
+	}
+	if got := etcdtest.Checksum(t, filepath.Join(bak, "member")); got != before {
+		t.Fatal("the backup's member dir is not the one from before the migration")
+	}
+	if entries, _ := os.ReadDir(bak); len(entries) != 1 {
+		t.Fatalf("the backup holds %d entries, want member/ alone (no version.txt before)", len(entries))
+	}
+	assertServedKeyspace(t, binDir, "3.4.13", etcdtest.CopyDir(t, bak), want, "the backup inside the mount")
+	assertServedKeyspace(t, binDir, "3.7.3", dataDir, want, "the migrated data beside its backup")
 }

@@ -47,6 +47,12 @@ func TestOldDocumentCycle(t *testing.T) {
 	binDir := oldBinDir(t, "2.2.5")
 	oldBinDir(t, "3.0.17")
 	dataDir := filepath.Join(t.TempDir(), "data")
+	// The dir a backup takes inside a data dir that is a mount of its own: every
+	// release of the cycle (2.2.5, 3.0.17 … 3.7.3) starts beside it.
+	inside := filepath.Join(dataDir, ".etcd-migrate-backup", "data.bak")
+	if err := os.MkdirAll(inside, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	v2 := documentData(t, binDir, "2.2.5", dataDir)
 
 	// The document's upgrade.
@@ -91,6 +97,9 @@ func TestOldDocumentCycle(t *testing.T) {
 		if newest.LeaseTTL[id] != ttl {
 			t.Fatalf("lease %x: granted %ds at 3.0.17, %ds at 3.7.3", id, ttl, newest.LeaseTTL[id])
 		}
+	}
+	if _, err := os.Stat(inside); err != nil {
+		t.Fatalf("the backup dir inside the data dir: %v", err)
 	}
 	t.Logf("the upgrade again and on to 3.7.3: %d keys, %d leases identical", len(newest.Keys), len(newest.Leases))
 }
