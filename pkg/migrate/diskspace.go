@@ -15,7 +15,7 @@ import (
 
 // checkDiskSpace refuses a run its file systems cannot hold, before anything is
 // written (a full disk mid-step is survivable, but an operator would rather know
-// first): a new backup needs the data's size beside the data dir (nothing when the
+// first): a new backup needs the data's size where it goes (nothing when the
 // copy of an unfinished migration is kept, see backupBeforeChange); a step that
 // writes a second member dir (conversions, snapshot restore) about the data's size
 // again in the data dir; any etcd run room for a new WAL segment and a snapshot.
@@ -49,7 +49,12 @@ func (c *Config) checkDiskSpace(plan []steprun.Step) error {
 			}
 		}
 	}
+	// The backup's dir: beside the data dir, or inside it when the data dir is a
+	// mount of its own (backup.Path).
 	parent := filepath.Dir(filepath.Clean(c.DataDir))
+	if backup.OwnMount(c.DataDir) {
+		parent = c.DataDir
+	}
 	if newBackup && diskspace.SameFileSystem(parent, c.DataDir) {
 		inData += backupSize
 		newBackup = false

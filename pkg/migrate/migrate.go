@@ -342,7 +342,7 @@ func (c *Config) runSteps(ctx context.Context, env *steprun.Env, st Status, plan
 					return fmt.Errorf("interrupted by a signal before step %d/%d (nothing changed yet): %w: rerun to resume", i+1, len(plan), err)
 				}
 				// Nothing was touched: exit 2, as for any refusal before the steps.
-				return inputErr(fmt.Errorf("before step %d/%d (nothing changed yet): %w: the backup %s could not be written beside the data dir; fix that (space, permissions, path) and rerun", i+1, len(plan), err, backup.Path(c.DataDir)))
+				return inputErr(fmt.Errorf("before step %d/%d (nothing changed yet): %w: the backup %s could not be written; fix that (space, permissions, path) and rerun", i+1, len(plan), err, backup.Path(c.DataDir)))
 			}
 			backupNote = note
 		}

@@ -23,7 +23,7 @@ func TestBackupFailsNothingTouched(t *testing.T) {
 	r := runMigrate(t, binDir, dataDir, nil, "--target-version=3.5.35", "--exec=false")
 	line := errorLine(t, r)
 	want := "migrate: error: before step 1/1 (nothing changed yet): backup of " + dataDir + ": mkdir " + dataDir + ".bak.tmp-"
-	wantEnd := ": file name too long: the backup " + dataDir + ".bak could not be written beside the data dir; fix that (space, permissions, path) and rerun"
+	wantEnd := ": file name too long: the backup " + dataDir + ".bak could not be written; fix that (space, permissions, path) and rerun"
 	if r.code != 2 || !strings.HasPrefix(line, want) || !strings.HasSuffix(line, wantEnd) {
 		t.Fatalf("exit %d, error line:\n%s\nwant exit 2 and:\n%s...%s", r.code, line, want, wantEnd)
 	}
