@@ -19,6 +19,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
@@ -304,16 +306,14 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, own
 		// which etcd before 3.3 does not have (LeaseLeases is Unimplemented).
 		return nil, true, nil
 	}
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	resp, err := c.Leases(lctx)
-	cancel()
+	ids, err := cl.leaseIDs(ctx, c, p)
 	if err != nil {
 		return cl.Members, true, err
 	}
 	best := map[uint32]int{} // member bits -> highest rank of p's direction
-	for _, l := range resp.Leases {
-		own = own || int64(l.ID) == ownID
-		lp, m, _, ok := decode(int64(l.ID)) // a done lease counts as its point
+	for _, id := range ids {
+		own = own || id == ownID
+		lp, m, _, ok := decode(id) // a done lease counts as its point
 		if !ok || lp.Down != p.Down {
 			continue
 		}
@@ -332,6 +332,87 @@ func (cl *Cluster) missing(ctx context.Context, c *clientv3.Client, p Point, own
 		missing = append(missing, m)
 	}
 	return missing, own, nil
+}
+
+// leaseIDs lists the cluster's leases (LeaseLeases, etcd 3.3+). etcd 3.0-3.2 has
+// no such list: there it probes the barrier lease IDs p can depend on instead.
+func (cl *Cluster) leaseIDs(ctx context.Context, c *clientv3.Client, p Point) ([]int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	resp, err := c.Leases(lctx)
+	if status.Code(err) == codes.Unimplemented {
+		return probe(lctx, c, cl.candidates(p))
+	}
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]int64, len(resp.Leases))
+	for i, l := range resp.Leases {
+		ids[i] = int64(l.ID)
+	}
+	return ids, nil
+}
+
+// probeWindow is how many ranks past a point probing looks for members that are
+// ahead. A member is at most one point ahead of a point others still wait at, or
+// has finished its walk (its walk-done lease at the walk's last point); probing
+// happens only while etcd 3.0-3.2 serves, whose walks' points lie within
+// Up(300, PhaseMinor) ... Up(302, PhaseHandOver): 10 ranks.
+const probeWindow = 16
+
+// candidates are the IDs of every member's barrier leases (point and walk-done)
+// that missing(p) looks at: of p's direction, from p's previous point (soft) or p
+// itself up to probeWindow ranks past p.
+func (cl *Cluster) candidates(p Point) []int64 {
+	lo := p.Rank
+	if p.Soft && p.Prev >= 0 && p.Prev < lo {
+		lo = p.Prev
+	}
+	var ids []int64
+	for _, m := range cl.Members {
+		for r := lo; r <= p.Rank+probeWindow && r <= rankMask; r++ {
+			id := leaseID(Point{Down: p.Down, Rank: r}, uint64(m.ID))
+			ids = append(ids, id, id|doneBit)
+		}
+	}
+	return ids
+}
+
+// probe returns those of ids that are leases of the cluster, asked through one
+// LeaseKeepAlive stream: the one lease call of etcd 3.0 that tells whether a lease
+// exists without changing it otherwise (TTL 0: none). It renews the leases it
+// finds, which only keeps a barrier lease that much longer.
+func probe(ctx context.Context, c *clientv3.Client, ids []int64) ([]int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := pb.NewLeaseClient(c.ActiveConnection()).LeaseKeepAlive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for _, id := range ids {
+			if err := stream.Send(&pb.LeaseKeepAliveRequest{ID: id}); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- stream.CloseSend()
+	}()
+	var found []int64
+	for range ids {
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, fmt.Errorf("probe barrier leases: %w", err)
+		}
+		if resp.TTL > 0 {
+			found = append(found, resp.ID)
+		}
+	}
+	if err := <-sent; err != nil {
+		return nil, fmt.Errorf("probe barrier leases: %w", err)
+	}
+	return found, nil
 }
 
 // revokeEarlier revokes this member's barrier leases of earlier points, of either
