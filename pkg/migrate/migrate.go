@@ -13,7 +13,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-version"
@@ -69,6 +71,10 @@ type Config struct {
 	// among them.
 	members []v3backend.Member
 	self    string
+
+	// targetCheck, when set, waits for the check of the target etcd that Run
+	// started early (startTargetCheck).
+	targetCheck func() error
 
 	// DataPrefix is the Kubernetes key prefix (ETCD_DATA_PREFIX).
 	DataPrefix string
@@ -268,6 +274,9 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	if err := checkDataDirAccess(c.DataDir); err != nil {
 		return nil, inputErr(err)
 	}
+	if c.WillExec {
+		c.targetCheck = c.startTargetCheck()
+	}
 	created, err := prepareLockDir(c.DataDir)
 	if err != nil {
 		return nil, inputErr(err)
@@ -440,7 +449,8 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 // reports the version its name says; when etcd is exec'd, the target accepts its
 // command line. It changes nothing; a refusal is an InputError.
 func (c *Config) CheckBinaries(plan []steprun.Step) error {
-	bins := []string{steprun.EtcdBinary(c.BinDir, c.Target.Version)}
+	target := steprun.EtcdBinary(c.BinDir, c.Target.Version)
+	bins := []string{target}
 	for _, s := range plan {
 		bins = append(bins, s.Binaries(c.BinDir)...)
 	}
@@ -449,15 +459,47 @@ func (c *Config) CheckBinaries(plan []steprun.Step) error {
 			return inputErr(err)
 		}
 	}
+	accepts := c.targetCheck
+	if accepts == nil && c.WillExec {
+		accepts = c.startTargetCheck()
+	}
+	if accepts != nil {
+		// The target's own check reads its version too.
+		bins = slices.DeleteFunc(bins, func(b string) bool { return b == target })
+	}
 	if err := checkBinaryVersions(bins); err != nil {
 		return inputErr(err)
 	}
-	if c.WillExec {
-		if err := c.checkTargetAccepts(); err != nil {
+	if accepts != nil {
+		if err := accepts(); err != nil {
 			return inputErr(err)
+		}
+		if slices.ContainsFunc(plan, func(s steprun.Step) bool { return len(s.Binaries(c.BinDir)) > 0 }) {
+			c.logTargetDeprecations()
 		}
 	}
 	return nil
+}
+
+// startTargetCheck starts checkTargetAccepts (the target etcd exists and accepts
+// the command line it will be exec'd with) and returns the wait for its answer. A
+// run starts it before it reads the data: it needs nothing the plan says, and a
+// no-op run then costs about one start of etcd less.
+func (c *Config) startTargetCheck() func() error {
+	done := make(chan error, 1)
+	go func() {
+		if err := steprun.CheckExecutable(steprun.EtcdBinary(c.BinDir, c.Target.Version)); err != nil {
+			done <- err
+			return
+		}
+		done <- c.checkTargetAccepts()
+	}()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() { err = <-done })
+		return err
+	}
 }
 
 // checkAlarms refuses etcd3 data with an active alarm: under NOSPACE etcd takes no

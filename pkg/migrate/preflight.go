@@ -177,25 +177,32 @@ func checkBinaryVersion(path string) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("bundled binary %s did not answer `%s %s` within %s: it is not a working etcd binary; rebuild it (make etcd-binaries) or fix --bin-dir", path, base, strings.Join(args, " "), versionCheckTimeout)
 	}
-	got := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
-			got = strings.TrimSpace(v)
-			break
-		}
-	}
-	if got == "" {
+	if !strings.Contains(string(out), prefix) {
 		why := "printed no version"
 		if err != nil {
 			why = "failed: " + err.Error()
 		}
 		return fmt.Errorf("bundled binary %s: `%s %s` %s: it is not a working %s binary; rebuild it (make etcd-binaries) or fix --bin-dir", path, base, strings.Join(args, " "), why, tool)
 	}
+	return versionMatches(path, tool+" "+strings.Join(args, " "), prefix, string(out))
+}
+
+// versionMatches compares the version a binary's output names after prefix with the
+// one its file name ends in (etcd-3.5.35); how is the command that printed it.
+func versionMatches(path, how, prefix, out string) error {
+	_, want, _ := strings.Cut(filepath.Base(path), "-")
+	got := ""
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
+			got = strings.TrimSpace(v)
+			break
+		}
+	}
 	if got != want {
 		if len(got) > 40 {
 			got = got[:40] + "..."
 		}
-		return fmt.Errorf("bundled binary %s reports version %q (%s %s) but its name says %s: the bin dir holds a mislabeled binary; rebuild it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path, got, tool, strings.Join(args, " "), want)
+		return fmt.Errorf("bundled binary %s reports version %q (%s) but its name says %s: the bin dir holds a mislabeled binary; rebuild it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path, got, how, want)
 	}
 	return nil
 }

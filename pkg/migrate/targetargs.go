@@ -33,9 +33,15 @@ func (c *Config) checkTargetAccepts() error {
 	bin := steprun.EtcdBinary(c.BinDir, c.Target.Version)
 	args := c.execArgs(c.ExecArgs)
 	env := c.execEnv(args, false)
-	help, err := etcdHelp(bin)
-	if err != nil {
-		return err
+	// The target's --help (one more start of etcd) is needed only to turn
+	// ETCD_<FLAG> variables into flags; the deprecations it names are logged
+	// by logTargetDeprecations when steps run.
+	var help map[string]string
+	if hasEtcdVars(env) {
+		var err error
+		if help, err = etcdHelp(bin); err != nil {
+			return err
+		}
 	}
 	target := "etcd " + c.Target.Version.String()
 	fromEnv := map[string]string{} // flag -> ETCD_X=v, for messages
@@ -43,7 +49,7 @@ func (c *Config) checkTargetAccepts() error {
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		name, ok := envFlag(k)
-		if !ok || v == "" || name == "version" {
+		if !ok || v == "" || name == "version" || help == nil {
 			continue // etcd ignores ETCD_VERSION
 		}
 		if _, known := help[name]; known {
@@ -68,9 +74,13 @@ func (c *Config) checkTargetAccepts() error {
 		return fmt.Errorf("%s did not answer `%s <args after --> --version` within %s", bin, target, versionCheckTimeout)
 	}
 	if runErr == nil && strings.Contains(string(out), "etcd Version:") {
+		// The same output names the binary's version: the target needs no
+		// version check of its own.
+		if err := versionMatches(bin, "etcd --version", "etcd Version:", string(out)); err != nil {
+			return err
+		}
 		c.Logger.Info("the target etcd accepts its command line", "etcd", c.Target.Version.String(), "args", len(args),
 			"variables_checked", len(envFlags), "duration_ms", time.Since(start).Milliseconds())
-		c.logDeprecations(help, args, fromEnv)
 		return nil
 	}
 	cause := etcdErrorLine(string(out))
@@ -128,6 +138,18 @@ func replacement(notice string) string {
 	return m[1]
 }
 
+// hasEtcdVars says whether env sets an ETCD_<FLAG> variable other than
+// ETCD_VERSION (which etcd ignores).
+func hasEtcdVars(env []string) bool {
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := envFlag(k); ok && v != "" && name != "version" {
+			return true
+		}
+	}
+	return false
+}
+
 // envFlag is the flag an ETCD_<FLAG> variable stands for.
 func envFlag(key string) (string, bool) {
 	rest, ok := strings.CutPrefix(key, "ETCD_")
@@ -135,6 +157,27 @@ func envFlag(key string) (string, bool) {
 		return "", false
 	}
 	return strings.ReplaceAll(strings.ToLower(rest), "_", "-"), true
+}
+
+// logTargetDeprecations logs the target's deprecation notices for the settings it
+// is given (its --help; etcd logs its own at start too).
+func (c *Config) logTargetDeprecations() {
+	bin := steprun.EtcdBinary(c.BinDir, c.Target.Version)
+	help, err := etcdHelp(bin)
+	if err != nil {
+		return // checkTargetAccepts accepted the binary; the notices are extra
+	}
+	args := c.execArgs(c.ExecArgs)
+	fromEnv := map[string]string{}
+	for _, kv := range c.execEnv(args, false) {
+		k, v, _ := strings.Cut(kv, "=")
+		if name, ok := envFlag(k); ok && v != "" && name != "version" {
+			if _, known := help[name]; known {
+				fromEnv[name] = kv
+			}
+		}
+	}
+	c.logDeprecations(help, args, fromEnv)
 }
 
 // logDeprecations logs, once per flag, the target's notice for each given flag its
