@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,12 +57,13 @@ const k8sKeys = 40
 // TestOldK8sMigrateUp is Kubernetes' "v3-v3-up" (and "oldest-newest-up"): one
 // member, https peer, 3.0.17/etcd3 -> 3.1.12/etcd3. The member starts through
 // migrate (TARGET_VERSION=3.0.17, exec) on an empty data dir; after the writes it
-// is stopped and migrate TARGET_VERSION=3.1.12 --exec=false exits 0, recording
-// 3.1.20/etcd3 (the bundled 3.1 ran, logged); a rerun with the same target is a
-// no-op (steps=0) that execs etcd 3.1.20, which serves every key with its value,
+// is stopped and migrate TARGET_VERSION=3.1.12 takes its place: it logs that the
+// bundled 3.1.20 runs for 3.1.12, takes one step, records 3.1.20/etcd3 and
+// becomes etcd 3.1.20 (the same process), which serves every key with its value,
 // create/mod revision and version, the leases with their keys and TTLs, the
 // compaction, the same cluster and member ID, cluster version 3.1.0, and takes a
-// write.
+// write. Stopped, a rerun with TARGET_VERSION=3.1.12 --exec=false exits 0 without
+// a step.
 func TestOldK8sMigrateUp(t *testing.T) {
 	k8sMigrate(t, k8sCase{members: 1, start: "3.0.17", startRan: "3.0.17", end: "3.1.12", endRan: "3.1.20"})
 }
@@ -71,7 +73,8 @@ func TestOldK8sMigrateUp(t *testing.T) {
 // given LISTEN_CLIENT_URLS=http://127.0.0.1:<p>,http://127.0.0.2:<p> (Kubernetes
 // lists 127.0.0.1 and a node address; ours are both loopback). The list is
 // accepted: the step's etcd uses the first loopback URL and the log says which it
-// used and which it did not; the rest is as TestOldK8sMigrateUp.
+// used and which it did not, and during the migration something (the step's
+// etcd) accepts connections on the first URL and nothing on the second; the rest is as TestOldK8sMigrateUp.
 func TestOldK8sMigrateUpClientURLList(t *testing.T) {
 	k8sMigrate(t, k8sCase{members: 1, start: "3.0.17", startRan: "3.0.17", end: "3.1.12", endRan: "3.1.20", listenClientURLs: true})
 }
@@ -80,12 +83,12 @@ func TestOldK8sMigrateUpClientURLList(t *testing.T) {
 // peers, started together through migrate at 3.0.17, then migrated in series to
 // 3.1.12, each while the two others serve (a rolling upgrade: the migrated member
 // hands over to 3.1.20 with 3.0.17 members around it). Each member's migrate
-// exits 0 with version.txt 3.1.20/etcd3; once it serves 3.1.20 a write goes
-// through it. The first member restarts once more while the others still run
-// 3.0.17 and serves 3.1.20 again. At the end all three serve 3.1.20 at cluster
-// version 3.1.0, each
+// records 3.1.20/etcd3 and becomes etcd 3.1.20; a write goes through it. The
+// first member restarts once more while the others still run 3.0.17 and serves
+// 3.1.20 again. At the end all three serve 3.1.20 at cluster version 3.1.0, each
 // member's own copy holds every key as before plus the writes made during the
-// upgrade, and the cluster ID and every member ID are unchanged.
+// upgrade, the cluster ID and every member ID are unchanged, and stopped, each
+// member's rerun exits 0 without a step.
 func TestOldK8sMigrateHAUp(t *testing.T) {
 	k8sMigrate(t, k8sCase{members: 3, start: "3.0.17", startRan: "3.0.17", end: "3.1.12", endRan: "3.1.20"})
 }
@@ -161,6 +164,10 @@ func k8sMigrate(t *testing.T, tc k8sCase) {
 	var migrateTook []string
 	for i, m := range c.Members {
 		serving[i].Stop()
+		var watch *k8sURLWatch
+		if tc.listenClientURLs {
+			watch = k8sWatchURLs(listURL, unusedURL)
+		}
 		start := time.Now()
 		r := c.RunMigrate(t, m, tc.end, env, bundle)
 		serving[i] = r
@@ -168,6 +175,13 @@ func k8sMigrate(t *testing.T, tc k8sCase) {
 			t.Fatalf("%v\n%s\n%s", err, r.Summary(), c.Logs())
 		}
 		took := time.Since(start)
+		if watch != nil {
+			seen := watch.stop()
+			if !seen[listURL] || seen[unusedURL] {
+				t.Fatalf("%s: during the migration %s accepted connections: %v, %s: %v; want the step's listener on the first only\n%s", m.Name, listURL, seen[listURL], unusedURL, seen[unusedURL], r.Stderr.String())
+			}
+			t.Logf("%s: during the migration the step's etcd listened on %s, nothing on %s", m.Name, listURL, unusedURL)
+		}
 		// migrate became the end release's etcd: same process, still running.
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", r.Cmd.Process.Pid)); err != nil || filepath.Base(exe) != "etcd-"+tc.endRan {
 			t.Fatalf("%s: migrate's process runs %q (%v), want etcd-%s\n%s", m.Name, exe, err, tc.endRan, r.Summary())
@@ -233,6 +247,43 @@ func k8sMigrate(t *testing.T, tc k8sCase) {
 		}
 	}
 	t.Logf("%s -> %s on %d member(s): done in %v", tc.start, tc.end, tc.members, time.Since(began).Round(time.Millisecond))
+}
+
+// k8sURLWatch watches client URLs while a migration runs: the step's private
+// listener is TLS with client-certificate auth, so it only tells whether
+// something accepts a connection there.
+type k8sURLWatch struct {
+	done chan struct{}
+	out  chan map[string]bool
+}
+
+// k8sWatchURLs tries a TCP connection to each URL's host:port every 5 ms until
+// stop, which returns which of them ever accepted one.
+func k8sWatchURLs(urls ...string) *k8sURLWatch {
+	w := &k8sURLWatch{done: make(chan struct{}), out: make(chan map[string]bool, 1)}
+	go func() {
+		seen := map[string]bool{}
+		for {
+			for _, u := range urls {
+				if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(u, "http://"), 100*time.Millisecond); err == nil {
+					conn.Close()
+					seen[u] = true
+				}
+			}
+			select {
+			case <-w.done:
+				w.out <- seen
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+func (w *k8sURLWatch) stop() map[string]bool {
+	close(w.done)
+	return <-w.out
 }
 
 // k8sPutGet puts k=v through m's own client URL and reads it back there.
