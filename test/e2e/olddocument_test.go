@@ -257,10 +257,12 @@ func documentRun(t *testing.T, binDir, dataDir string, env []string, point, want
 			t.Fatalf("killed at %s: version.txt %q, was %q", point, after, before)
 		}
 	}
+	start := time.Now()
 	r := runMigrate(t, binDir, dataDir, env, "--exec=false", bundle)
 	if r.code != 0 {
 		t.Fatalf("%v: exit %d\n%s", env, r.code, r.stderr)
 	}
+	t.Logf("%v: %v to %s", env, time.Since(start).Round(time.Millisecond), wantTxt)
 	if got := readVersionTxt(t, dataDir); got != wantTxt+"\n" {
 		t.Fatalf("%v: version.txt = %q, want %s", env, got, wantTxt)
 	}
