@@ -220,7 +220,7 @@ func Start(cfg Config) (_ *Process, err error) {
 		}
 	}()
 	cmd := exec.Command(cfg.Binary, cfg.Args()...)
-	cmd.Env = childEnv()
+	cmd.Env = ChildEnv()
 	DiesWithMigrate(cmd)
 	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{}), logs: newTail(50),
 		http: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.tls.clientConfig()}}}
@@ -251,12 +251,14 @@ func Start(cfg Config) (_ *Process, err error) {
 // URL is the private client URL the process serves.
 func (p *Process) URL() string { return p.cfg.URL() }
 
-// childEnv drops ETCD_* variables: etcd reads them as flags, and the image's own
-// settings (ETCD_NAME, ETCD_DATA_DIR, ...) must not change the private run.
-func childEnv() []string {
+// ChildEnv is the environment of every etcd, etcdctl and etcdutl migrate starts
+// (not the exec'd etcd): this one without ETCD_* and ETCDCTL_* variables, which
+// they read as flags; the image's own settings (ETCD_NAME, ETCD_DATA_DIR, ...)
+// must not change a private run, a check or a restore.
+func ChildEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ETCD_") {
+		if !strings.HasPrefix(kv, "ETCD_") && !strings.HasPrefix(kv, "ETCDCTL_") {
 			env = append(env, kv)
 		}
 	}

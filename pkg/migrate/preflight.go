@@ -170,7 +170,7 @@ func checkBinaryVersion(path string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), versionCheckTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(envWithoutEtcd(), "ETCDCTL_API=3")
+	cmd.Env = append(etcdproc.ChildEnv(), "ETCDCTL_API=3")
 	cmd.WaitDelay = time.Second
 	etcdproc.DiesWithMigrate(cmd)
 	out, err := cmd.Output()
@@ -205,15 +205,4 @@ func versionMatches(path, how, prefix, out string) error {
 		return fmt.Errorf("bundled binary %s reports version %q (%s) but its name says %s: the bin dir holds a mislabeled binary; rebuild it (make etcd-binaries) or fix --bin-dir/BUNDLED_VERSIONS", path, got, how, want)
 	}
 	return nil
-}
-
-// envWithoutEtcd drops ETCD_* variables, which etcd reads as flags.
-func envWithoutEtcd() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ETCD_") && !strings.HasPrefix(kv, "ETCDCTL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }

@@ -252,7 +252,7 @@ func readEtcdHelp(bin string) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), versionCheckTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--help")
-	cmd.Env = envWithoutEtcd()
+	cmd.Env = etcdproc.ChildEnv()
 	cmd.WaitDelay = time.Second
 	etcdproc.DiesWithMigrate(cmd)
 	out, err := cmd.CombinedOutput()

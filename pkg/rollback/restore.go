@@ -68,7 +68,7 @@ func (s *RestoreSnapshot) run(ctx context.Context, env *steprun.Env) ([]any, err
 	cmd := exec.CommandContext(ctx, steprun.EtcdctlBinary(env.BinDir, s.To.Version), "snapshot", "restore", snapPath,
 		"--name="+m.Name, "--initial-cluster="+m.InitialCluster,
 		"--initial-advertise-peer-urls="+m.InitialAdvertisePeerURLs, "--data-dir="+outDir)
-	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	cmd.Env = append(etcdproc.ChildEnv(), "ETCDCTL_API=3")
 	etcdproc.DiesWithMigrate(cmd)
 	out := &restoreOutput{}
 	cmd.Stdout, cmd.Stderr = out, out
