@@ -6,6 +6,7 @@ package datadir
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -40,24 +41,40 @@ func NewestSnapshotIndex(dataDir string) (uint64, error) {
 
 // NewestSnapshotFile is NewestSnapshotIndex with the file's size (-1 when none).
 func NewestSnapshotFile(dataDir string) (index uint64, size int64, err error) {
-	names, err := filepath.Glob(filepath.Join(SnapDir(dataDir), "*.snap"))
+	files, err := SnapFiles(SnapDir(dataDir))
 	if err != nil {
 		return 0, -1, err
 	}
-	size = -1
-	for _, n := range names {
-		base := strings.TrimSuffix(filepath.Base(n), ".snap")
-		_, idxHex, ok := strings.Cut(base, "-")
-		if !ok {
-			continue
-		}
-		idx, err := strconv.ParseUint(idxHex, 16, 64)
-		if err != nil {
-			continue
-		}
-		if fi, err := os.Stat(n); err == nil && idx > index {
-			index, size = idx, fi.Size()
+	for _, f := range files {
+		if fi, err := os.Stat(f.Path); err == nil {
+			return f.Index, fi.Size(), nil
 		}
 	}
-	return index, size, nil
+	return 0, -1, nil
+}
+
+// SnapFile is a member/snap/<term>-<index>.snap file; the name tells both.
+type SnapFile struct {
+	Path        string
+	Term, Index uint64
+}
+
+// SnapFiles lists the v2 snapshot files of snapDir, newest first, by their names
+// (others are skipped). Unlike etcd's Snapshotter it never renames or deletes one.
+func SnapFiles(snapDir string) ([]SnapFile, error) {
+	names, err := filepath.Glob(filepath.Join(snapDir, "*.snap"))
+	if err != nil {
+		return nil, err
+	}
+	var out []SnapFile
+	for _, n := range names {
+		t, i, ok := strings.Cut(strings.TrimSuffix(filepath.Base(n), ".snap"), "-")
+		term, err1 := strconv.ParseUint(t, 16, 64)
+		index, err2 := strconv.ParseUint(i, 16, 64)
+		if ok && err1 == nil && err2 == nil {
+			out = append(out, SnapFile{Path: n, Term: term, Index: index})
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Index > out[b].Index })
+	return out, nil
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
-	"sort"
 
 	"go.etcd.io/etcd/server/v3/etcdserver/api/snap"
 	"go.uber.org/zap"
@@ -18,20 +16,18 @@ import (
 // etcd's Snapshotter.Load would rename a snapshot it cannot read, which etcd 2.x
 // may still be writing (it writes in place, not by rename).
 func SnapshotClusterVersion(dataDir string) (string, uint64, error) {
-	names, err := filepath.Glob(filepath.Join(SnapDir(dataDir), "*.snap"))
+	files, err := SnapFiles(SnapDir(dataDir))
 	if err != nil {
 		return "", 0, err
 	}
-	// <term>-<index>.snap in fixed-width hex: the newest sorts last.
-	sort.Strings(names)
-	for i := len(names) - 1; i >= 0; i-- {
-		s, err := snap.Read(zap.NewNop(), names[i])
+	for _, f := range files {
+		s, err := snap.Read(zap.NewNop(), f.Path)
 		if err != nil {
 			continue // being written, or broken: etcd skips it too
 		}
 		v, err := storeClusterVersion(s.Data)
 		if err != nil {
-			return "", 0, fmt.Errorf("v2 snapshot %s: %w", names[i], err)
+			return "", 0, fmt.Errorf("v2 snapshot %s: %w", f.Path, err)
 		}
 		return v, s.Metadata.Index, nil
 	}

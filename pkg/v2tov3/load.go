@@ -72,7 +72,7 @@ func LoadStore(lg *zap.Logger, dataDir, spoolPath string) (*LoadResult, error) {
 // loadStore is LoadStore with the WAL and snap dirs named (the WAL dir may be a
 // separate --wal-dir).
 func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, error) {
-	snaps, err := snapFiles(snapDir)
+	snaps, err := datadir.SnapFiles(snapDir)
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +80,8 @@ func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, 
 	// (what etcd's ValidSnapshotEntries + LoadNewestAvailable pick), found by
 	// opening the WAL at each candidate instead of reading the WAL twice.
 	for _, f := range snaps {
-		ents, hs, err := readWAL(walDir, walpb.Snapshot{Index: f.index, Term: f.term})
-		if errors.Is(err, wal.ErrSnapshotNotFound) || (err == nil && f.index > hs.Commit) {
+		ents, hs, err := readWAL(walDir, walpb.Snapshot{Index: f.Index, Term: f.Term})
+		if errors.Is(err, wal.ErrSnapshotNotFound) || (err == nil && f.Index > hs.Commit) {
 			continue
 		}
 		if err != nil {
@@ -107,7 +107,7 @@ func loadStore(lg *zap.Logger, walDir, snapDir, spoolPath string) (*LoadResult, 
 
 var errBadSnapshot = errors.New("unreadable v2 snapshot")
 
-func loadSnapshot(f snapFile, ents []raftpb.Entry, walDir, spoolPath string) (*LoadResult, error) {
+func loadSnapshot(f datadir.SnapFile, ents []raftpb.Entry, walDir, spoolPath string) (*LoadResult, error) {
 	sec, err := openSnapshot(f)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errBadSnapshot, err)
@@ -123,24 +123,24 @@ func loadSnapshot(f snapFile, ents []raftpb.Entry, walDir, spoolPath string) (*L
 	if err != nil {
 		return nil, err
 	}
-	res := &LoadResult{Values: spool, SnapshotIndex: f.index, AppliedIndex: f.index}
+	res := &LoadResult{Values: spool, SnapshotIndex: f.Index, AppliedIndex: f.Index}
 	skeleton, storeIndex, err := decodeSkeleton(sec.data, spool, keep)
 	if err == nil {
 		err = spool.finish()
 	}
 	if crcErr := sec.verify(); crcErr != nil {
 		res.Close()
-		return nil, fmt.Errorf("%w: snapshot %s: %w", errBadSnapshot, f.path, crcErr)
+		return nil, fmt.Errorf("%w: snapshot %s: %w", errBadSnapshot, f.Path, crcErr)
 	}
 	if err != nil {
 		res.Close()
-		return nil, fmt.Errorf("read v2 snapshot %s: %w", f.path, err)
+		return nil, fmt.Errorf("read v2 snapshot %s: %w", f.Path, err)
 	}
 	spool.storeIndex = storeIndex
 	st := v2store.New(clusterPrefix, keysPrefix)
 	if err := st.Recovery(skeleton); err != nil {
 		res.Close()
-		return nil, fmt.Errorf("recover v2 store from %s: %w", f.path, err)
+		return nil, fmt.Errorf("recover v2 store from %s: %w", f.Path, err)
 	}
 	res.Store = st
 	if err := replay(res, ents, walDir); err != nil {

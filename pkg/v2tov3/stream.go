@@ -12,6 +12,8 @@ import (
 	"sort"
 
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 )
 
 // The v2 store of a large etcd2 data dir is mostly values: 100k Kubernetes objects
@@ -39,20 +41,20 @@ type snapshotSection struct {
 // openSnapshot checks a .snap file as etcd's snap.Read does (snappb envelope with a
 // CRC-32C over a raftpb.Snapshot) while streaming it, and returns the section that
 // holds the store JSON. The caller closes f.
-func openSnapshot(sf snapFile) (*snapshotSection, error) {
-	f, err := os.Open(sf.path)
+func openSnapshot(sf datadir.SnapFile) (*snapshotSection, error) {
+	f, err := os.Open(sf.Path)
 	if err != nil {
 		return nil, err
 	}
 	s, err := locateSnapshot(f, sf)
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("snapshot %s: %w", sf.path, err)
+		return nil, fmt.Errorf("snapshot %s: %w", sf.Path, err)
 	}
 	return s, nil
 }
 
-func locateSnapshot(f *os.File, sf snapFile) (*snapshotSection, error) {
+func locateSnapshot(f *os.File, sf datadir.SnapFile) (*snapshotSection, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, err
@@ -100,7 +102,7 @@ func locateSnapshot(f *os.File, sf snapFile) (*snapshotSection, error) {
 	if s.data == nil {
 		return nil, errors.New("the snapshot holds no v2 store")
 	}
-	if s.metadata.Index != sf.index || s.metadata.Term != sf.term {
+	if s.metadata.Index != sf.Index || s.metadata.Term != sf.Term {
 		return nil, fmt.Errorf("holds index %d term %d, not what its name says", s.metadata.Index, s.metadata.Term)
 	}
 	// The CRC pass reads the whole payload (1.5 GiB at 1M keys): it runs on
