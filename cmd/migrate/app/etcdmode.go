@@ -36,13 +36,13 @@ func RunAsEtcd(ctx context.Context, argv0 string, args []string, getenv func(str
 	if servesNoData(args) {
 		v, err := etcdTarget(getenv)
 		if err != nil {
-			return &usageError{err}
+			return &migrate.InputError{Err: err}
 		}
 		return migrate.ExecAsIs(binDir, v, args)
 	}
 	served, err := etcdconfig.ParseServed(args, getenv)
 	if err != nil {
-		return &usageError{err}
+		return &migrate.InputError{Err: err}
 	}
 	name := orDefault(served.Name, etcdDefaultName)
 	dataDir := orDefault(served.DataDir, name+".etcd")

@@ -37,7 +37,7 @@ func Parse(args []string, getenv func(string) string) (Invocation, error) {
 		return nil
 	})
 	if sub, _, err := cmd.Find(args); err == nil && sub != cmd {
-		return inv, &usageError{fmt.Errorf("%q is the %s command: Parse takes the migrate command line only", args, sub.Name())}
+		return inv, &migrate.InputError{Err: fmt.Errorf("%q is the %s command: Parse takes the migrate command line only", args, sub.Name())}
 	}
 	cmd.SetArgs(args)
 	cmd.SetOut(io.Discard)
@@ -53,7 +53,6 @@ func Parse(args []string, getenv func(string) string) (Invocation, error) {
 
 // IsUsageError tells whether err is bad configuration or input (exit code 2).
 func IsUsageError(err error) bool {
-	var ue *usageError
 	var ie *migrate.InputError
-	return errors.As(err, &ue) || errors.As(err, &ie)
+	return errors.As(err, &ie)
 }

@@ -112,9 +112,9 @@ func TestResolvePrecedence(t *testing.T) {
 			if err == nil {
 				t.Fatalf("resolve(%q) = %q, want an error", args, get(r))
 			}
-			var ue *usageError
+			var ue *migrate.InputError
 			if !errors.As(err, &ue) {
-				t.Errorf("error %q (%T) is not a *usageError", err, err)
+				t.Errorf("error %q (%T) is not a *migrate.InputError", err, err)
 			}
 			return
 		}
@@ -336,9 +336,9 @@ func TestResolveErrors(t *testing.T) {
 			} else if err.Error() != tc.want {
 				t.Errorf("error = %q, want %q", err, tc.want)
 			}
-			var ue *usageError
+			var ue *migrate.InputError
 			if !errors.As(err, &ue) {
-				t.Errorf("error %q (%T) is not a *usageError", err, err)
+				t.Errorf("error %q (%T) is not a *migrate.InputError", err, err)
 			}
 			if got := exitCodeQuiet(t, err); got != 2 {
 				t.Errorf("exitCode = %d, want 2", got)
@@ -390,8 +390,8 @@ func TestExitCode(t *testing.T) {
 		{"nil", nil, 0},
 		{"input error", inErr, 2},
 		{"wrapped input error", fmt.Errorf("run: %w", inErr), 2},
-		{"usage error", &usageError{errors.New("no data dir")}, 2},
-		{"wrapped usage error", fmt.Errorf("x: %w", &usageError{errors.New("y")}), 2},
+		{"usage error", &migrate.InputError{Err: errors.New("no data dir")}, 2},
+		{"wrapped usage error", fmt.Errorf("x: %w", &migrate.InputError{Err: errors.New("y")}), 2},
 		{"plain error", errors.New("step 1/3 upgrade-minor failed"), 1},
 		{"wrapped os error", fmt.Errorf("step: %w", os.ErrNotExist), 1},
 	}
@@ -443,9 +443,9 @@ func TestRootCommandUsageErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %q does not contain %q", tc.args, err, tc.want)
 		}
-		var ue *usageError
+		var ue *migrate.InputError
 		if !errors.As(err, &ue) {
-			t.Errorf("%q: error %q (%T) is not a *usageError", tc.args, err, err)
+			t.Errorf("%q: error %q (%T) is not a *migrate.InputError", tc.args, err, err)
 		}
 	}
 }
@@ -561,7 +561,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	_, err = executeRoot(t, map[string]string{}, "status")
-	var ue *usageError
+	var ue *migrate.InputError
 	if err == nil || !errors.As(err, &ue) || err.Error() != "no data dir: set --data-dir or DATA_DIRECTORY (or --data-dir after --)" {
 		t.Errorf("status without data dir = %v (%T), want the no data dir usage error", err, err)
 	}

@@ -33,12 +33,6 @@ import (
 // the versions the image bundles; BUNDLED_VERSIONS or --bundled-versions override it.
 var defaultBundledVersions = ""
 
-// usageError marks bad flags or environment: exit code 2.
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
 // options are the raw flag values; resolve turns them and the environment into a
 // migrate.Config.
 type options struct {
@@ -120,7 +114,7 @@ func (o *options) resolve(fs *pflag.FlagSet, getenv func(string) string, etcdArg
 // variables are accepted, and not used).
 func (o *options) resolveFor(cmd command, fs *pflag.FlagSet, getenv func(string) string, etcdArgs []string) (resolved, error) {
 	pick := picker(fs, getenv)
-	bad := func(err error) (resolved, error) { return resolved{}, &usageError{err} }
+	bad := func(err error) (resolved, error) { return resolved{}, &migrate.InputError{Err: err} }
 	served, err := etcdconfig.ParseServed(etcdArgs, getenv)
 	if err != nil {
 		return bad(err)
@@ -447,7 +441,7 @@ func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command 
 				before = args[:n]
 			}
 			if len(before) > 0 {
-				return &usageError{unknownCommand(cmd, before[0])}
+				return &migrate.InputError{Err: unknownCommand(cmd, before[0])}
 			}
 			return nil
 		},
@@ -468,7 +462,7 @@ func newRootCommandWith(getenv func(string) string, run runFunc) *cobra.Command 
 	plan.Flags().AddFlagSet(o.all)
 	status.Flags().AddFlagSet(o.all)
 	root.AddCommand(plan, status)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &migrate.InputError{Err: err} })
 	return root
 }
 
@@ -527,7 +521,7 @@ func noArgs(cmd *cobra.Command, args []string) error {
 		args = args[:n]
 	}
 	if len(args) > 0 {
-		return &usageError{fmt.Errorf("%s takes no arguments before --, got %q", cmd.CommandPath(), args)}
+		return &migrate.InputError{Err: fmt.Errorf("%s takes no arguments before --, got %q", cmd.CommandPath(), args)}
 	}
 	return nil
 }
@@ -584,11 +578,11 @@ by the data.`,
 			fi, serr := os.Stat(dataDir)
 			if errors.Is(serr, os.ErrNotExist) {
 				fmt.Fprintf(w, "data:        data dir does not exist\n")
-				return &usageError{fmt.Errorf("data dir %s does not exist: check --data-dir/DATA_DIRECTORY (a migrate run would start a new data dir there)", dataDir)}
+				return &migrate.InputError{Err: fmt.Errorf("data dir %s does not exist: check --data-dir/DATA_DIRECTORY (a migrate run would start a new data dir there)", dataDir)}
 			}
 			if serr == nil && !fi.IsDir() {
 				fmt.Fprintf(w, "data:        not a directory\n")
-				return &usageError{fmt.Errorf("data dir %s is not a directory: point --data-dir (DATA_DIRECTORY) at the etcd data directory", dataDir)}
+				return &migrate.InputError{Err: fmt.Errorf("data dir %s is not a directory: point --data-dir (DATA_DIRECTORY) at the etcd data directory", dataDir)}
 			}
 			st, err := r.cfg.Current()
 			vf := "missing"
@@ -596,7 +590,7 @@ by the data.`,
 				vf = st.VersionFile.String()
 			} else if st.VersionFileErr != nil {
 				vf = "malformed"
-				err = &usageError{fmt.Errorf("malformed version.txt: %w", st.VersionFileErr)}
+				err = &migrate.InputError{Err: fmt.Errorf("malformed version.txt: %w", st.VersionFileErr)}
 			}
 			fmt.Fprintf(w, "version.txt: %s\n", vf)
 			if st.Detected.Empty || st.Detected.Storage != "" {
@@ -690,8 +684,7 @@ func exitCode(err error) int {
 	}
 	fmt.Fprintln(os.Stderr, "migrate: error: "+err.Error())
 	var ie *migrate.InputError
-	var ue *usageError
-	if errors.As(err, &ie) || errors.As(err, &ue) {
+	if errors.As(err, &ie) {
 		return 2
 	}
 	return 1
