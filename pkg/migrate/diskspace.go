@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/backup"
@@ -20,7 +19,7 @@ import (
 // writes a second member dir (conversions, snapshot restore) about the data's size
 // again in the data dir; any etcd run room for a new WAL segment and a snapshot.
 func (c *Config) checkDiskSpace(plan []steprun.Step) error {
-	if !slices.ContainsFunc(plan, func(s steprun.Step) bool { return s.Space(0) > 0 }) {
+	if !steprun.AnyChangesData(plan) {
 		return nil // version.txt only
 	}
 	// A retry keeps the pending copy and copies nothing.

@@ -343,7 +343,7 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 func (c *Config) runSteps(ctx context.Context, env *steprun.Env, st Status, plan []steprun.Step) error {
 	backupNote, backedUp := "", false
 	for i, s := range plan {
-		if !backedUp && len(s.Binaries(c.BinDir)) > 0 {
+		if !backedUp && steprun.ChangesData(s) {
 			backedUp = true
 			note, err := c.backupBeforeChange(ctx, st)
 			if err != nil {
@@ -396,11 +396,7 @@ func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
 	if err := c.CheckBinaries(plan); err != nil {
 		return err
 	}
-	runsEtcd := false
-	for _, s := range plan {
-		runsEtcd = runsEtcd || len(s.Binaries(c.BinDir)) > 0
-	}
-	if !runsEtcd {
+	if !steprun.AnyChangesData(plan) {
 		return nil
 	}
 	if err := c.checkWALDir(plan); err != nil {
@@ -474,7 +470,7 @@ func (c *Config) CheckBinaries(plan []steprun.Step) error {
 		if err := accepts(); err != nil {
 			return inputErr(err)
 		}
-		if slices.ContainsFunc(plan, func(s steprun.Step) bool { return len(s.Binaries(c.BinDir)) > 0 }) {
+		if steprun.AnyChangesData(plan) {
 			c.logTargetDeprecations()
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/hashicorp/go-version"
 
@@ -100,3 +101,10 @@ func CheckExecutable(path string) error {
 	}
 	return nil
 }
+
+// ChangesData says whether s changes the data (it runs a bundled binary), not only
+// version.txt.
+func ChangesData(s Step) bool { return len(s.Binaries("")) > 0 }
+
+// AnyChangesData says whether a step of plan changes the data.
+func AnyChangesData(plan []Step) bool { return slices.ContainsFunc(plan, ChangesData) }

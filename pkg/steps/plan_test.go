@@ -271,6 +271,10 @@ func TestPlan(t *testing.T) {
 			var texts []string
 			for _, s := range got {
 				texts = append(texts, stepText(s))
+				// A step changes data exactly when it runs a binary and needs room.
+				if steprun.ChangesData(s) != (s.Space(0) > 0) || steprun.ChangesData(s) == (s.Kind() == steprun.KindWriteVersion) {
+					t.Errorf("%s: ChangesData %v, Space(0) %d", s, steprun.ChangesData(s), s.Space(0))
+				}
 			}
 			if strings.Join(texts, "\n") != strings.Join(tc.want, "\n") || len(got) != len(tc.want) {
 				t.Errorf("Plan =\n  %s\nwant\n  %s", strings.Join(texts, "\n  "), strings.Join(tc.want, "\n  "))
