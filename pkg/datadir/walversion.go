@@ -150,25 +150,34 @@ func walSegmentsFrom(walDir string, index uint64) ([]*os.File, error) {
 // setClusterVersion is the version an entry sets the cluster version to: a v3
 // ClusterVersionSet (3.5+), or the v2 PUT /0/version that 3.4 and 3.5 write.
 func setClusterVersion(e raftpb.Entry) string {
-	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+	v3, v2, err := DecodeRequest(e)
+	if err != nil {
 		return ""
 	}
-	var rr pb.InternalRaftRequest
-	var v2 *pb.Request
-	if pbutil.MaybeUnmarshal(&rr, e.Data) {
-		if rr.ClusterVersionSet != nil {
-			return rr.ClusterVersionSet.Ver
-		}
-		v2 = rr.V2
-	} else {
-		var r pb.Request
-		if r.Unmarshal(e.Data) != nil {
-			return ""
-		}
-		v2 = &r
+	if v3 != nil && v3.ClusterVersionSet != nil {
+		return v3.ClusterVersionSet.Ver
 	}
 	if v2 != nil && v2.Method == "PUT" && v2.Path == "/0/version" {
 		return v2.Val
 	}
 	return ""
+}
+
+// DecodeRequest decodes a normal WAL entry's request: v3 is the request etcd 3.x
+// logs (nil for a bare v2 request), v2 the v2 store request (v3's V2, or the bare
+// pb.Request etcd 2.x and 3.0-3.5 log). A membership change or an empty entry is
+// neither; an entry that is neither decodes to an error.
+func DecodeRequest(e raftpb.Entry) (v3 *pb.InternalRaftRequest, v2 *pb.Request, err error) {
+	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
+		return nil, nil, nil
+	}
+	var rr pb.InternalRaftRequest
+	if pbutil.MaybeUnmarshal(&rr, e.Data) {
+		return &rr, rr.V2, nil
+	}
+	var r pb.Request
+	if err := r.Unmarshal(e.Data); err != nil {
+		return nil, nil, fmt.Errorf("entry %d: neither a v3 nor a v2 request: %w", e.Index, err)
+	}
+	return nil, &r, nil
 }

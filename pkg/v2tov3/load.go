@@ -171,20 +171,13 @@ func keysReadByReplay(ents []raftpb.Entry, walDir string) (map[string]bool, erro
 
 // v2Request decodes the v2 request an entry carries, or nil for other entries.
 func v2Request(e raftpb.Entry, walDir string) (*pb.Request, error) {
-	if e.Type != raftpb.EntryNormal || len(e.Data) == 0 {
-		return nil, nil // membership changes: the fresh member dir gets its own
+	// Membership changes are none (the fresh member dir gets its own), and v3
+	// requests other than V2 touch the v3 backend, not the v2 store.
+	_, v2, err := datadir.DecodeRequest(e)
+	if err != nil {
+		return nil, fmt.Errorf("WAL %s: %w", walDir, err)
 	}
-	var raftReq pb.InternalRaftRequest
-	if !pbutil.MaybeUnmarshal(&raftReq, e.Data) {
-		// etcd 2.x and 3.0-3.5 write v2 requests as bare pb.Request.
-		var r pb.Request
-		if err := r.Unmarshal(e.Data); err != nil {
-			return nil, fmt.Errorf("WAL %s entry %d: neither a v3 nor a v2 request: %w", walDir, e.Index, err)
-		}
-		return &r, nil
-	}
-	// Other v3 requests touch the v3 backend, not the v2 store.
-	return raftReq.V2, nil
+	return v2, nil
 }
 
 // readWAL reads the WAL after the snapshot at, keeping the entries the v2 store
