@@ -21,8 +21,10 @@ const fullBundle = "2.2.5,2.3.8,3.0.17,3.1.20,3.2.32,3.3.27,3.4.13,3.4.25,3.5.35
 // TestImageFull builds the full variant FROM scratch (TestImage builds the slim
 // one) and runs it on data written by the real etcd 2.2.5 without version.txt,
 // the seed's case: the image's migrate takes it as 2.2.5/etcd2, converts it at
-// 3.1.20, walks every minor to 3.7.3 and execs etcd 3.7.3, which serves every v2
+// 3.0.17, walks every minor to 3.7.3 and execs etcd 3.7.3, which serves every v2
 // key with its value and indexes as revisions. Every bundled binary runs in it.
+// Document runs the Kubernetes upgrade document's upgrade (to 3.0.17/etcd3) and
+// rollback (TARGET_VERSION=2.2.1, etcd2) env blocks in it (document_test.go).
 func TestImageFull(t *testing.T) {
 	toolName, err := pickTool(t)
 	if err != nil {
@@ -59,6 +61,7 @@ func TestImageFull(t *testing.T) {
 	}
 	t.Run("Binaries", func(t *testing.T) { testBinaries(t, tl, bundle) })
 	t.Run("Etcd225To37", func(t *testing.T) { testOldWalk(t, tl, binDir) })
+	t.Run("Document", func(t *testing.T) { testDocument(t, tl, binDir) })
 }
 
 func testOldWalk(t *testing.T, tl *tool, binDir string) {

@@ -228,6 +228,15 @@ type served struct {
 // until the etcd it execs answers as etcd-<version>.
 func serve(t *testing.T, tl *tool, name, version string, mounts map[string]string, user string, env map[string]string) *served {
 	t.Helper()
+	c, url := startMember(t, tl, name, mounts, user, env)
+	return waitServed(t, c, url, version, "")
+}
+
+// startMember starts the image on a data dir as serve does (the image's entrypoint,
+// ETCD_NAME added to env, the migration's ports and the member's loopback URLs after
+// `--`) and returns the container and the client URL its etcd will serve.
+func startMember(t *testing.T, tl *tool, name string, mounts map[string]string, user string, env map[string]string) (*container, string) {
+	t.Helper()
 	port, peer, client := etcdtest.FreePort(t), etcdtest.FreePort(t), etcdtest.FreePort(t)
 	url := fmt.Sprintf("http://127.0.0.1:%d", client)
 	e := map[string]string{"ETCD_NAME": "etcd-member"}
@@ -239,7 +248,7 @@ func serve(t *testing.T, tl *tool, name, version string, mounts map[string]strin
 		"--listen-client-urls=" + url, "--advertise-client-urls=" + url,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer),
 	}})
-	return waitServed(t, c, url, version, "")
+	return c, url
 }
 
 // waitServed waits until the container's etcd answers on url as etcd-<version>, then
