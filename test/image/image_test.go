@@ -68,7 +68,7 @@ func checkShellBudget(t *testing.T, ctxDir string) {
 	var total int64
 	var parts []string
 	for _, p := range []string{"rootfs/bin/sh", "bin/etcd", "bin/migrate-if-needed.sh"} {
-		fi, err := os.Stat(filepath.Join(ctxDir, p))
+		fi, err := os.Lstat(filepath.Join(ctxDir, p)) // bin/etcd is a link to migrate
 		if err != nil {
 			t.Fatalf("the build context lacks %s: %v", p, err)
 		}
@@ -429,8 +429,9 @@ func testEtcd2Walk(t *testing.T, tl *tool, binDir string) {
 
 // testNonRoot: a container as UID 1234 with only the data dir mounted (docker run
 // -v data:/var/etcd/data), owned by 1234; TARGET_VERSION from the image's default.
-// The lock file and the backup go to the image's /var/etcd (mode 1777); every file in
-// the data dir stays 1234's; the keyspace is the fixture's, revisions included.
+// The data dir is a mount of its own, so the backup goes inside it, where it
+// survives the container (.etcd-migrate-backup); every file in the data dir stays
+// 1234's; the keyspace is the fixture's, revisions included.
 func testNonRoot(t *testing.T, tl *tool, binDir string) {
 	if os.Geteuid() != 0 {
 		t.Skip("SKIPPED: chown of the data dir to UID 1234 needs root")
@@ -453,10 +454,13 @@ func testNonRoot(t *testing.T, tl *tool, binDir string) {
 	if d := etcdtest.Compare(want, s.dump(t), 10); len(d) > 0 {
 		t.Errorf("as UID 1234, 3.4.13 -> 3.7.3 changed the keyspace:\n%s", strings.Join(d, "\n"))
 	}
-	if !strings.Contains(s.c.log.String(), "path=/var/etcd/data.bak") {
-		t.Errorf("no backup beside the data dir in the container:\n%s", s.c.log)
+	if !strings.Contains(s.c.log.String(), `msg="backup written" path=/var/etcd/data/.etcd-migrate-backup/data.bak`) {
+		t.Errorf("no backup inside the mounted data dir:\n%s", s.c.log)
 	}
 	s.c.stop(t)
+	if v := readFile(t, filepath.Join(dataDir, ".etcd-migrate-backup", "data.bak", "version.txt")); v != "3.4.13/etcd3\n" {
+		t.Errorf("the backup inside the data dir records %q, want the data before the walk (3.4.13/etcd3)", v)
+	}
 	ownerCheck(t, dataDir, 1234)
 	if entries, _ := os.ReadDir(host); len(entries) != 1 {
 		var names []string
