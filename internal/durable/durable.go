@@ -4,6 +4,7 @@ package durable
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -50,6 +51,80 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !isSyncUnsupported(err) {
 		return fmt.Errorf("fsync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// CopyFile atomically replaces dst with a copy of src (mode perm): temp file beside
+// dst, fsync, rename, fsync the directory, as WriteFile, streaming.
+func CopyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
+	}
+	err = func() error {
+		if _, err := io.Copy(tmp, in); err != nil {
+			return fmt.Errorf("copy %s to %s: %w", src, tmp.Name(), err)
+		}
+		if err := tmp.Chmod(perm); err != nil {
+			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		}
+		if err := tmp.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+		}
+		return nil
+	}()
+	if cerr := tmp.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", tmp.Name(), cerr)
+	}
+	if err == nil {
+		if err = os.Rename(tmp.Name(), dst); err != nil {
+			err = fmt.Errorf("rename %s to %s: %w", tmp.Name(), dst, err)
+		}
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return err
+	}
+	return SyncDir(filepath.Dir(dst))
+}
+
+// SyncTree fsyncs every regular file and every directory under root (root
+// included), each directory after what it holds: a tree another program wrote
+// (etcd, etcdctl) is durable, names and content, once it returns.
+func SyncTree(root string) error {
+	var dirs []string
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("fsync %s: %w", p, err)
+			}
+			defer f.Close()
+			if err := f.Sync(); err != nil && !isSyncUnsupported(err) {
+				return fmt.Errorf("fsync %s: %w", p, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := SyncDir(dirs[i]); err != nil {
+			return err
+		}
 	}
 	return nil
 }
