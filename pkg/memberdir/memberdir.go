@@ -70,6 +70,11 @@ func (w *Work) AbortUnlessReplaced() {
 func (w *Work) Replace(newMember string) error {
 	member := filepath.Join(w.DataDir, "member")
 	old := w.Path(oldMember)
+	// The new member dir's files and names must be durable before a rename makes it
+	// the data: etcdctl's snapshot restore fsyncs no directory of what it writes.
+	if err := durable.SyncTree(newMember); err != nil {
+		return err
+	}
 	if err := os.Rename(member, old); err != nil {
 		return fmt.Errorf("move %s aside: %w", member, err)
 	}
