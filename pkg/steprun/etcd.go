@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
@@ -109,6 +111,18 @@ func (e *Env) stop(p *etcdproc.Process, s Step, log *slog.Logger) error {
 	killed, err := p.Stop()
 	if err != nil {
 		return fmt.Errorf("step %s: %w", s, err)
+	}
+	// etcd fsyncs its files but not every name it creates (a new snapshot file in
+	// member/snap): without this, a power cut after version.txt records the step
+	// can leave etcd to recover from an older snapshot, one from before a downgrade
+	// that the older etcd refuses.
+	for _, dir := range []string{filepath.Join(e.DataDir, "member"), e.WALDir} {
+		if dir == "" {
+			continue
+		}
+		if err := durable.SyncTree(dir); err != nil {
+			return fmt.Errorf("step %s: make what etcd %s wrote durable: %w", s, p.Version(), err)
+		}
 	}
 	fault.Point(fault.StepAfterStop)
 	if killed {
