@@ -100,7 +100,7 @@ test: build etcd-binaries old-etcd-binaries
 # Prints the reliability summaries of the last test run.
 report:
 	@echo "== reliability summary =="
-	@cat $(REPORT_DIR)/hostile.txt $(REPORT_DIR)/enospc.txt $(REPORT_DIR)/crash.txt $(REPORT_DIR)/ha-crash.txt 2>/dev/null || true
+	@cat $(REPORT_DIR)/hostile.txt $(REPORT_DIR)/enospc.txt $(REPORT_DIR)/crash.txt $(REPORT_DIR)/ha-crash.txt $(REPORT_DIR)/powercut.txt 2>/dev/null || true
 
 # The crash suite alone, at any size: `make test-crash CRASH_KILLS=300`.
 CRASH_KILLS       ?= 50

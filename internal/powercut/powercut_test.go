@@ -353,3 +353,31 @@ func TestHardLinksAndRemount(t *testing.T) {
 	cut(t, fsys)
 	expect(t, filepath.Join(backing, "old"), "through one name")
 }
+
+// internal/durable's SyncTree and CopyFile make what they cover durable under the
+// model: a tree written without a single fsync, and a copied file.
+func TestDurableSyncTreeAndCopyFile(t *testing.T) {
+	fsys, backing := mounted(t, fillOld)
+	m := fsys.Mountpoint()
+	if err := os.MkdirAll(filepath.Join(m, "tree", "a", "b"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(m, "tree", "a", "b", "f"), "deep", false)
+	write(t, filepath.Join(m, "tree", "g"), "top", false)
+	if err := durable.SyncTree(filepath.Join(m, "tree")); err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, m) // the tree's own name
+	if err := durable.CopyFile(filepath.Join(m, "old"), filepath.Join(m, "sub", "copy"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(m, "tree", "unsynced"), "lost", false)
+	cut(t, fsys)
+	expect(t, filepath.Join(backing, "tree", "a", "b", "f"), "deep")
+	expect(t, filepath.Join(backing, "tree", "g"), "top")
+	expect(t, filepath.Join(backing, "tree", "unsynced"), "<absent>")
+	expect(t, filepath.Join(backing, "sub", "copy"), "old data")
+	if st, err := os.Stat(filepath.Join(backing, "sub", "copy")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("the copy's mode after the cut: %v, %v", st, err)
+	}
+}
