@@ -381,3 +381,47 @@ func TestDurableSyncTreeAndCopyFile(t *testing.T) {
 		t.Errorf("the copy's mode after the cut: %v, %v", st, err)
 	}
 }
+
+// Writes through a shared writable mmap reach the file system as writes when the
+// kernel writes the pages back (msync, fsync): they follow the same model.
+func TestMmapWrites(t *testing.T) {
+	fsys, backing := mounted(t, nil)
+	m := fsys.Mountpoint()
+	for _, name := range []string{"synced", "unsynced"} {
+		f, err := os.OpenFile(filepath.Join(m, name), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Truncate(4096); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		mm, err := syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+		if err != nil {
+			t.Fatalf("mmap: %v", err)
+		}
+		copy(mm, "through the mapping")
+		if name == "synced" {
+			if err := unix.Msync(mm, unix.MS_SYNC); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_ = syscall.Munmap(mm)
+		f.Close()
+	}
+	syncDir(t, m)
+	cut(t, fsys)
+	b, _ := os.ReadFile(filepath.Join(backing, "synced"))
+	if !bytes.HasPrefix(b, []byte("through the mapping")) || len(b) != 4096 {
+		t.Errorf("an mmap write msynced and fsynced is not kept: %q...", b[:min(len(b), 20)])
+	}
+	b, _ = os.ReadFile(filepath.Join(backing, "unsynced"))
+	if !bytes.Equal(b, make([]byte, 4096)) {
+		t.Errorf("an mmap write never fsynced is kept: %q...", b[:min(len(b), 20)])
+	}
+}
