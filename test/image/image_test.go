@@ -2,7 +2,9 @@
 // hack/image.sh as `make image` does, FROM scratch) out of the real binaries and runs
 // it on real data dirs: the 3.4.13/etcd2 fixture migrated to 3.7.3 and served, the
 // same run again as a no-op, a rollback to 3.6.16, a non-root UID, and Kubernetes'
-// GCE etcd manifest run unchanged (gce_test.go). buildah (chroot
+// GCE etcd manifest run unchanged (gce_test.go), kubeadm's etcd static pods of both
+// eras over TLS and the `docker run IMAGE etcd|etcdctl|etcdutl …` invocations through
+// a docker-compatible CLI (kubeadm_test.go). buildah (chroot
 // isolation, vfs storage in a temp dir) or docker, whichever works; without either
 // the test is skipped and says why.
 package image
@@ -57,6 +59,7 @@ func TestImage(t *testing.T) {
 	t.Run("Etcd2To37NoopRollback", func(t *testing.T) { testEtcd2Walk(t, tl, binDir) })
 	t.Run("NonRootUID", func(t *testing.T) { testNonRoot(t, tl, binDir) })
 	t.Run("GCEManifest", func(t *testing.T) { testGCEManifest(t, tl, binDir) })
+	t.Run("Kubeadm", func(t *testing.T) { testKubeadm(t, tl, binDir) })
 }
 
 // shellBudget bounds what the image carries for the Kubernetes GCE manifest alone:
