@@ -41,7 +41,10 @@
 // kernel and Go fall back to read/write), FICLONE is not supported by FUSE and
 // ioctls are refused; a write is "durable" in whole once synced (no torn sectors,
 // no reordering within a file's synced data: a cut between two fsyncs keeps exactly
-// the first).
+// the first). The process that mounts it must not mmap its files: a page fault
+// there waits for a goroutine of the same process, which a stop-the-world of the Go
+// runtime keeps from running (the unit tests mmap in a child process; migrate and
+// etcd are processes of their own).
 package powercut
 
 import (

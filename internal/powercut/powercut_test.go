@@ -4,7 +4,9 @@ package powercut
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -306,14 +308,7 @@ func TestPreallocatePwriteFdatasyncMmap(t *testing.T) {
 	if _, err := f.WriteAt(rec2, 5000); err != nil {
 		t.Fatal(err)
 	}
-	mm, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ, syscall.MAP_SHARED)
-	if err != nil {
-		t.Fatalf("mmap: %v", err)
-	}
-	if !bytes.Equal(mm[:5000], rec1) || !bytes.Equal(mm[5000:8000], rec2) {
-		t.Errorf("mmap does not read what was written")
-	}
-	_ = syscall.Munmap(mm)
+	inChild(t, "mmap-read-records", p)
 	f.Close()
 	cut(t, fsys)
 	b, err := os.ReadFile(filepath.Join(backing, "wal"))
@@ -388,31 +383,19 @@ func TestMmapWrites(t *testing.T) {
 	fsys, backing := mounted(t, nil)
 	m := fsys.Mountpoint()
 	for _, name := range []string{"synced", "unsynced"} {
-		f, err := os.OpenFile(filepath.Join(m, name), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
+		p := filepath.Join(m, name)
+		if err := os.WriteFile(p, make([]byte, 4096), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.Truncate(4096); err != nil {
+		f, err := os.OpenFile(p, os.O_RDWR, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if err := f.Sync(); err != nil {
 			t.Fatal(err)
 		}
-		mm, err := syscall.Mmap(int(f.Fd()), 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
-		if err != nil {
-			t.Fatalf("mmap: %v", err)
-		}
-		copy(mm, "through the mapping")
-		if name == "synced" {
-			if err := unix.Msync(mm, unix.MS_SYNC); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Sync(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		_ = syscall.Munmap(mm)
 		f.Close()
+		inChild(t, "mmap-write-"+name, p)
 	}
 	syncDir(t, m)
 	cut(t, fsys)
@@ -424,4 +407,60 @@ func TestMmapWrites(t *testing.T) {
 	if !bytes.Equal(b, make([]byte, 4096)) {
 		t.Errorf("an mmap write never fsynced is kept: %q...", b[:min(len(b), 20)])
 	}
+}
+
+// inChild runs an mmap of a file on the mount in a child process. Not in the test
+// process, which serves the mount: a page fault there waits for a goroutine of the
+// same process to answer it, and a stop-the-world of the Go runtime waits for the
+// faulting thread, a deadlock. (migrate and etcd are processes of their own.)
+func inChild(t *testing.T, op, path string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestChildHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "POWERCUT_CHILD_OP="+op, "POWERCUT_CHILD_PATH="+path)
+	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("child done")) {
+		t.Fatalf("child %s on %s: %v\n%s", op, path, err, out)
+	}
+}
+
+// TestChildHelper is inChild's child.
+func TestChildHelper(t *testing.T) {
+	op, path := os.Getenv("POWERCUT_CHILD_OP"), os.Getenv("POWERCUT_CHILD_PATH")
+	if op == "" {
+		t.Skip("the child process of the mmap tests")
+	}
+	prot, size := syscall.PROT_READ, 8192
+	if op != "mmap-read-records" {
+		prot, size = syscall.PROT_READ|syscall.PROT_WRITE, 4096
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mm, err := syscall.Mmap(int(f.Fd()), 0, size, prot, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	switch op {
+	case "mmap-read-records":
+		if !bytes.Equal(mm[:5000], bytes.Repeat([]byte{1}, 5000)) || !bytes.Equal(mm[5000:8000], bytes.Repeat([]byte{2}, 3000)) {
+			t.Fatalf("mmap does not read what was written")
+		}
+	case "mmap-write-synced", "mmap-write-unsynced":
+		copy(mm, "through the mapping")
+		if op == "mmap-write-synced" {
+			if err := unix.Msync(mm, unix.MS_SYNC); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	default:
+		t.Fatalf("unknown op %s", op)
+	}
+	if err := syscall.Munmap(mm); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("child done")
 }
