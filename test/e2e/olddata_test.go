@@ -28,6 +28,7 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/internal/fixture"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
@@ -452,6 +453,17 @@ func TestOldEtcd2MixedV3Refused(t *testing.T) {
 			c.Close()
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The backend records the cluster version only once etcd has decided
+			// it, a moment after it serves: stopping before (a loaded machine)
+			// leaves data without it, which the refusal then describes otherwise.
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+				if vs, err := etcdproc.GetVersions(context.Background(), s.URL); err == nil && vs.Cluster == minor(v)+".0" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("etcd %s did not decide its cluster version within 30 s", v)
+				}
 			}
 			if err := s.Stop(); err != nil {
 				t.Fatal(err)
