@@ -11,13 +11,24 @@ import (
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return replace(path, perm, func(tmp *os.File) error {
+		if _, err := tmp.Write(data); err != nil {
+			return fmt.Errorf("write %s (%d bytes): %w", tmp.Name(), len(data), err)
+		}
+		return nil
+	})
+}
+
+// replace atomically replaces path with what fill writes into a temp file beside
+// it (mode perm): fsync, rename, fsync the directory.
+func replace(path string, perm os.FileMode, fill func(tmp *os.File) error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	err = func() error {
-		if _, err := tmp.Write(data); err != nil {
-			return fmt.Errorf("write %s (%d bytes): %w", tmp.Name(), len(data), err)
+		if err := fill(tmp); err != nil {
+			return err
 		}
 		if err := tmp.Chmod(perm); err != nil {
 			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
@@ -55,43 +66,20 @@ func SyncDir(dir string) error {
 	return nil
 }
 
-// CopyFile atomically replaces dst with a copy of src (mode perm): temp file beside
-// dst, fsync, rename, fsync the directory, as WriteFile, streaming.
+// CopyFile atomically replaces dst with a copy of src (mode perm), as WriteFile,
+// streaming.
 func CopyFile(src, dst string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
-	}
-	err = func() error {
+	return replace(dst, perm, func(tmp *os.File) error {
 		if _, err := io.Copy(tmp, in); err != nil {
 			return fmt.Errorf("copy %s to %s: %w", src, tmp.Name(), err)
 		}
-		if err := tmp.Chmod(perm); err != nil {
-			return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
-		}
-		if err := tmp.Sync(); err != nil {
-			return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-		}
 		return nil
-	}()
-	if cerr := tmp.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", tmp.Name(), cerr)
-	}
-	if err == nil {
-		if err = os.Rename(tmp.Name(), dst); err != nil {
-			err = fmt.Errorf("rename %s to %s: %w", tmp.Name(), dst, err)
-		}
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
-	}
-	return SyncDir(filepath.Dir(dst))
+	})
 }
 
 // SyncTree fsyncs every regular file and every directory under root (root
