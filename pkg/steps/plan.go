@@ -139,6 +139,10 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 	if target.Major() != 3 {
 		return nil, fmt.Errorf("%s -> %s: rollbacks out of etcd 3 are %w", cur, target, ErrNotSupported)
 	}
+	if cur.Major() != target.Major() {
+		// Minors are counted within a major; no etcd release goes across one.
+		return nil, fmt.Errorf("%s -> %s: moves between etcd major versions are %w", cur, target, ErrNotSupported)
+	}
 	from := cur
 	for minor := cur.Minor() - 1; minor >= target.Minor(); minor-- {
 		via := newestOfMinor(bundled, cur.Major(), minor+1)
@@ -167,6 +171,9 @@ func rollbackSteps(steps []steprun.Step, cur, target versionfile.Pair, bundled [
 func toEtcd2Steps(cur, target versionfile.Pair, bundled []*version.Version) ([]steprun.Step, error) {
 	if !etcdversion.For(target.Version).V2API {
 		return nil, fmt.Errorf("%s -> %s: etcd %s serves no v2 API (etcd2 storage ends with 3.5): target an etcd 3.5 or older", cur, target, target.Version)
+	}
+	if cur.Major() != 3 {
+		return nil, fmt.Errorf("%s -> %s: moves between etcd major versions are %w", cur, target, ErrNotSupported)
 	}
 	leave := target.Version // the etcd3 minor the keyspace leaves etcd3 at
 	if target.Major() < cur.Major() {

@@ -240,6 +240,12 @@ func TestPlan(t *testing.T) {
 			want: []string{"v2-to-v3 2.3.8/etcd2->3.1.20/etcd3"}},
 		{name: "major jump, etcd3 storage", bundled: "3.7.3,4.0.0", current: "3.7.3/etcd3", target: "4.0.0/etcd3", notSupp: true,
 			wantErr: []string{"3.7.3/etcd3 -> 4.0.0/etcd3: moves between etcd major versions are not supported yet"}},
+		// Found by FuzzPlan: minors were counted across the major, planning nothing
+		// (a panic) or 4.10 ... 4.4 rollbacks on etcd 3 binaries.
+		{name: "etcd 4 data to etcd2 storage", bundled: "2.2.1,3.0.17", current: "4.0.0/etcd3", target: "2.2.1/etcd2", notSupp: true,
+			wantErr: []string{"4.0.0/etcd3 -> 2.2.1/etcd2: moves between etcd major versions are not supported yet"}},
+		{name: "etcd 4 data to etcd2 storage at 3.4", bundled: "3.4.13,3.5.35,3.6.16,3.7.3", current: "4.11.0/etcd3", target: "3.4.13/etcd2", notSupp: true,
+			wantErr: []string{"4.11.0/etcd3 -> 3.4.13/etcd2: moves between etcd major versions are not supported yet"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
