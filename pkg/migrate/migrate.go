@@ -72,10 +72,6 @@ type Config struct {
 	members []v3backend.Member
 	self    string
 
-	// targetCheck, when set, waits for the check of the target etcd that Run
-	// started early (startTargetCheck).
-	targetCheck func() error
-
 	// DataPrefix is the Kubernetes key prefix (ETCD_DATA_PREFIX).
 	DataPrefix string
 
@@ -274,9 +270,6 @@ func (c *Config) Run(ctx context.Context) (*lock.Lock, error) {
 	if err := checkDataDirAccess(c.DataDir); err != nil {
 		return nil, inputErr(err)
 	}
-	if c.WillExec {
-		c.targetCheck = c.startTargetCheck()
-	}
 	created, err := prepareLockDir(c.DataDir)
 	if err != nil {
 		return nil, inputErr(err)
@@ -393,6 +386,13 @@ func (c *Config) recoverReplacement() error {
 // exec'd); the files ETCD_CREDS names can be read; the private ports are free and
 // loopback. (ETCD_CREDS listeners are refused when it is parsed.)
 func (c *Config) preflight(env *steprun.Env, plan []steprun.Step) error {
+	if len(plan) == 0 {
+		// Nothing to write, so nothing can be left half-done: the exec'd etcd
+		// checks its own command line (a flag it refuses: exit 2 naming it, before
+		// it opens the data). Starting the target once more here would double the
+		// cost of every restart of a migrated member.
+		return steprun.CheckExecutable(steprun.EtcdBinary(c.BinDir, c.Target.Version))
+	}
 	if err := c.CheckBinaries(plan); err != nil {
 		return err
 	}
@@ -455,8 +455,8 @@ func (c *Config) CheckBinaries(plan []steprun.Step) error {
 			return inputErr(err)
 		}
 	}
-	accepts := c.targetCheck
-	if accepts == nil && c.WillExec {
+	var accepts func() error
+	if c.WillExec {
 		accepts = c.startTargetCheck()
 	}
 	if accepts != nil {
@@ -478,9 +478,8 @@ func (c *Config) CheckBinaries(plan []steprun.Step) error {
 }
 
 // startTargetCheck starts checkTargetAccepts (the target etcd exists and accepts
-// the command line it will be exec'd with) and returns the wait for its answer. A
-// run starts it before it reads the data: it needs nothing the plan says, and a
-// no-op run then costs about one start of etcd less.
+// the command line it will be exec'd with) and returns the wait for its answer; it
+// runs while the other binaries report their versions.
 func (c *Config) startTargetCheck() func() error {
 	done := make(chan error, 1)
 	go func() {

@@ -200,6 +200,33 @@ func TestEtcdLinkRefusesKubeadm35FlagsOn37(t *testing.T) {
 	t.Logf("refused in %v: %s", took.Round(time.Millisecond), logLine(out.String(), "migrate: error:"))
 }
 
+// TestEtcdLinkNoopLeavesFlagsToEtcd: on data already at the target, the image's
+// etcd execs the target straight away, without starting it first to check its
+// command line (that start doubled the cost of every restart): a flag the target
+// refuses is then etcd's own exit 2, naming the flag, before it opens the data,
+// which stays byte-identical.
+func TestEtcdLinkNoopLeavesFlagsToEtcd(t *testing.T) {
+	etcd := etcdLinkDir(t)
+	dataDir := etcdtest.CopyDir(t, etcdtest.ExtractFixture(t, fixture34))
+	sum := etcdtest.Checksum(t, dataDir)
+	var out bytes.Buffer
+	cmd := etcdCmd(etcd, t.TempDir(), []string{"TARGET_VERSION=3.4.13"},
+		append(kubeadmArgs(dataDir, etcdtest.FreePort(t), etcdtest.FreePort(t)), "--feature-gates=InitialCorruptCheck=true")...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	const want = "flag provided but not defined: -feature-gates" // etcd 3.4.13's own line
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "steps=0") {
+		t.Fatalf("exit %v, want a no-op (steps=0), then etcd 3.4.13's exit 2 with %q:\n%s", err, want, out.String())
+	}
+	if strings.Contains(out.String(), "accepts its command line") || strings.Contains(out.String(), "migrate: error:") {
+		t.Fatalf("the no-op started the target to check its command line:\n%s", out.String())
+	}
+	if etcdtest.Checksum(t, dataDir) != sum {
+		t.Fatal("the refused run changed the data dir")
+	}
+}
+
 // stopPid stops the exec'd etcd with SIGTERM and waits until it is gone.
 func stopPid(t *testing.T, pid int) {
 	t.Helper()

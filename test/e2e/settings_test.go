@@ -85,8 +85,8 @@ func TestTargetRefusesFlagBeforeWalk(t *testing.T) {
 				`(etcd 3.6.16: "Deprecated in v3.6 and will be decommissioned in v3.7. Use '--feature-gates=InitialCorruptCheck=true' instead."); nothing was changed`},
 		{"unknown flag", "3.7.3", nil, []string{"--no-such-flag=1"},
 			`migrate: error: the target etcd 3.7.3 does not accept its command line: flag provided but not defined: -no-such-flag: remove --no-such-flag after --; nothing was changed`},
-		{"newer flag on an older target", "3.4.13", nil, []string{"--feature-gates=InitialCorruptCheck=true"},
-			`migrate: error: the target etcd 3.4.13 does not accept its command line: flag provided but not defined: -feature-gates: remove --feature-gates after -- (a flag of etcd 3.7.3, not of etcd 3.4.13); nothing was changed`},
+		{"newer flag on an older target", "3.5.35", nil, []string{"--feature-gates=InitialCorruptCheck=true"},
+			`migrate: error: the target etcd 3.5.35 does not accept its command line: flag provided but not defined: -feature-gates: remove --feature-gates after -- (a flag of etcd 3.7.3, not of etcd 3.5.35); nothing was changed`},
 		{"bad value in an ETCD_ variable", "3.7.3", []string{"ETCD_QUOTA_BACKEND_BYTES=lots"}, nil,
 			`migrate: error: the target etcd 3.7.3 does not accept its command line: invalid value "lots" for flag -quota-backend-bytes: parse error: fix ETCD_QUOTA_BACKEND_BYTES=lots in the environment; nothing was changed`},
 		// etcd 3.4.25 prints a golang/protobuf deprecation WARNING before the flag
