@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/etcd-migrate/etcd-migrate/internal/durable"
+	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
 )
 
 // mounted mounts a fresh backing dir (filled by fill, if not nil) or skips when FUSE
@@ -349,7 +349,7 @@ func TestHardLinksAndRemount(t *testing.T) {
 	expect(t, filepath.Join(backing, "old"), "through one name")
 }
 
-// internal/durable's SyncTree and CopyFile make what they cover durable under the
+// pkg/durable's SyncTree and CopyFile make what they cover durable under the
 // model: a tree written without a single fsync, and a copied file.
 func TestDurableSyncTreeAndCopyFile(t *testing.T) {
 	fsys, backing := mounted(t, fillOld)

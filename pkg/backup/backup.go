@@ -25,8 +25,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
 )
 

@@ -13,7 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-migrate/etcd-migrate/internal/durable"
+	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 )
 

@@ -24,7 +24,7 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.etcd.io/etcd/server/v3/storage/wal/walpb"
 
-	"github.com/etcd-migrate/etcd-migrate/internal/durable"
+	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
 )
 
 const (

@@ -13,8 +13,8 @@ import (
 	"github.com/hashicorp/go-version"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcd-migrate/etcd-migrate/internal/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/etcdversion"
 	"github.com/etcd-migrate/etcd-migrate/pkg/fault"
