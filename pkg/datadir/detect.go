@@ -43,12 +43,22 @@ type State struct {
 // whether the data tells it: storage version (3.6+), else cluster version (every
 // 3.x), else the term (3.5+), else nothing certain (an etcd that never decided its
 // cluster version).
+//
+// With the term, a cluster version of exactly 3.0.0 is the one a new cluster of
+// 3.5+ members records until every member has published its version (etcd's
+// "setting up initial cluster version using v2 API"), and keeps while one never
+// has: measured with three 3.5.35 members stopped once they served. That data was
+// written by 3.5. (Member dirs migrate writes for etcd 3.0-3.4 carry no term:
+// memberdir.Fit.)
 func (s State) MinorFromData() (string, bool) {
 	for _, v := range []string{s.WALClusterVersion, s.StorageVersion, s.ClusterVersion} {
 		if v == "" {
 			continue
 		}
 		if sv, err := versionfile.ParseVersion(v); err == nil {
+			if s.HasTerm && v == "3.0.0" {
+				return "3.5", true
+			}
 			return versionfile.MinorString(sv), true
 		}
 	}

@@ -37,6 +37,9 @@ func TestStateMinorFromData(t *testing.T) {
 		{"cluster version with term", state35, "3.5", true},
 		{"cluster version 3.4 without term", state34CV, "3.4", true},
 		{"term only", state35TermOnly, "3.5", true},
+		{"the initial 3.0 of a new 3.5+ cluster", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.0.0", HasTerm: true}, "3.5", true},
+		{"3.4 with the term a cut-short 3.5 step wrote", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0", HasTerm: true}, "3.4", true},
+		{"3.0 without term", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.0.0"}, "3.0", true},
 		{"nothing", state34, "", false},
 		{"unparsable storage version falls back to cluster version", State{StorageVersion: "junk", ClusterVersion: "3.5.0"}, "3.5", true},
 		{"unparsable storage version falls back to term", State{StorageVersion: "3.6", HasTerm: true}, "3.5", true},
@@ -189,6 +192,11 @@ func TestFromState(t *testing.T) {
 			"detected etcd3 data (written by etcd 3.4 or older), which does not record the etcd version exactly: write version.txt naming the version that last served it, e.g. echo 3.4.13/etcd3 > version.txt",
 		}},
 		{"term only", state35TermOnly, "", []string{"detected etcd3 data (written by etcd 3.5), which does not record the etcd version exactly", "3.4.13/etcd3"}},
+		// A new cluster of 3.5+ members records 3.0 until every member has
+		// published its version (a 3-member 3.5.35 cluster stopped once it served).
+		{"the initial 3.0 of a new 3.5+ cluster", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.0.0", HasTerm: true, HasV3Keys: true}, "3.5.x/etcd3", nil},
+		{"3.0 without the term", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.0.0", HasV3Keys: true}, "3.0.x/etcd3", nil},
+		{"3.4 with the term a cut-short 3.5 step wrote", State{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.4.0", HasTerm: true, HasV3Keys: true}, "3.4.x/etcd3", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -323,24 +331,31 @@ func TestLayoutPaths(t *testing.T) {
 	}
 }
 
-// Versions read from a damaged backend must give errors, never panics.
+// Versions read from a damaged backend must give errors, never panics: none of
+// them names a version migrate could plan from, so FromState refuses each one
+// (saying the recorded version cannot be parsed and how to fix it: write
+// version.txt), and a version.txt of 3.5.35 cannot be confirmed against such data
+// either (CheckAgainst refuses it, naming the data and how to fix version.txt).
+// Guessing a version from any of them is wrong: a pair without error here would
+// have migrate run an etcd on data whose version it does not know.
 func TestDamagedBackendVersions(t *testing.T) {
 	for _, st := range []State{
 		{Storage: versionfile.StorageEtcd3, StorageVersion: "garbage"},
 		{Storage: versionfile.StorageEtcd3, ClusterVersion: "3.6"},
 		{Storage: versionfile.StorageEtcd3, StorageVersion: "10000.0.0", HasV3Keys: true},
 	} {
-		if p, err := FromState(st); err != nil {
-			if !strings.Contains(err.Error(), "write version.txt") {
-				t.Errorf("FromState(%+v) error %q does not say how to fix it", st, err)
-			}
-		} else if p.Version == nil {
-			t.Errorf("FromState(%+v) = %v without error", st, p)
+		p, err := FromState(st)
+		if err == nil {
+			t.Errorf("FromState(%+v) = %#v without error, want a refusal", st, p)
+		} else if !strings.Contains(err.Error(), "cannot be parsed") || !strings.Contains(err.Error(), "write version.txt") {
+			t.Errorf("FromState(%+v) error %q should say the recorded version cannot be parsed and to write version.txt", st, err)
 		}
-		_ = st.CheckAgainst(versionfile.MustPair("3.5.35/etcd3"))
-	}
-	if _, err := FromState(State{Storage: versionfile.StorageEtcd3, StorageVersion: "garbage"}); err == nil || !strings.Contains(err.Error(), "cannot be parsed") {
-		t.Errorf("unparsable storage version: %v", err)
+		err = st.CheckAgainst(versionfile.MustPair("3.5.35/etcd3"))
+		if err == nil {
+			t.Errorf("CheckAgainst(3.5.35/etcd3) on %+v accepted data whose version cannot be read", st)
+		} else if !strings.Contains(err.Error(), st.String()) || !strings.Contains(err.Error(), "fix version.txt") {
+			t.Errorf("CheckAgainst(3.5.35/etcd3) on %+v: %q should name the data and how to fix version.txt", st, err)
+		}
 	}
 }
 

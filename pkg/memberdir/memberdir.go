@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-version"
 	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/server/v3/storage/schema"
 
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
 	"github.com/etcd-migrate/etcd-migrate/pkg/durable"
@@ -173,15 +174,29 @@ func Fit(dataDir string, reader *version.Version) error {
 			return fmt.Errorf("write the WAL etcd %s reads: %w", reader, err)
 		}
 	}
-	if caps.V3Backend && !caps.UnsyncedFreelist {
+	if caps.V3Backend && (!caps.UnsyncedFreelist || !caps.TermInBackend) {
 		// bbolt writes the freelist when a db that has none is opened without
 		// NoFreelistSync ("so NoFreelistSync unaware boltdb can open the db").
-		db, err := bolt.Open(datadir.BackendPath(dataDir), 0o600, &bolt.Options{NoFreelistSync: false})
+		db, err := bolt.Open(datadir.BackendPath(dataDir), 0o600, &bolt.Options{NoFreelistSync: caps.UnsyncedFreelist})
 		if err != nil {
-			return fmt.Errorf("write the freelist etcd %s needs: %w", reader, err)
+			return fmt.Errorf("open the db for etcd %s: %w", reader, err)
 		}
-		if err := db.Close(); err != nil {
-			return fmt.Errorf("write the freelist etcd %s needs: %w", reader, err)
+		if !caps.TermInBackend {
+			// The restore writes the term beside the consistent index, as 3.5+
+			// does; no etcd before 3.5 writes or reads it, and a term says
+			// "written by 3.5+" to detection (pkg/datadir).
+			err = db.Update(func(tx *bolt.Tx) error {
+				if meta := tx.Bucket(schema.Meta.Name()); meta != nil {
+					return meta.Delete(schema.MetaTermKeyName)
+				}
+				return nil
+			})
+		}
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write the db etcd %s reads: %w", reader, err)
 		}
 	}
 	if !caps.V3Backend {
