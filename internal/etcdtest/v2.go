@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,4 +103,55 @@ func ServeV2(t testing.TB, binDir, version, dataDir string) *Server {
 		t.Fatalf("etcd %s on %s not ready for v2: %v\n%s", version, dataDir, err, s.Log)
 	}
 	return s
+}
+
+// DiffV3V2 compares the v2 keyspace a rollback to etcd2 left with the v3 one it
+// came from: every v3 key is a v2 key with the same value, createdIndex =
+// create_revision and modifiedIndex = mod_revision; a leased key expires its lease's
+// TTL after convertedAt (within 3 s), and no other key has a TTL; no other key
+// exists. It returns the differences, the keys compared and the TTLs that matched.
+func DiffV3V2(v3 Dump, v2 map[string]V2Node, convertedAt time.Time) (diffs []string, keys, ttls int) {
+	for k, kv := range v3.Keys {
+		n, ok := v2[k]
+		switch {
+		case !ok || n.Dir:
+			diffs = append(diffs, fmt.Sprintf("key %q lost (dir %v)", k, n.Dir))
+			continue
+		case n.Value != kv.Value || n.CreatedIndex != uint64(kv.CreateRevision) || n.ModifiedIndex != uint64(kv.ModRevision):
+			diffs = append(diffs, fmt.Sprintf("key %q: v3 create=%d mod=%d, v2 created=%d modified=%d, values equal %v",
+				k, kv.CreateRevision, kv.ModRevision, n.CreatedIndex, n.ModifiedIndex, n.Value == kv.Value))
+		case kv.Lease == 0 && !n.Expiration.IsZero():
+			diffs = append(diffs, fmt.Sprintf("key %q has no lease but a TTL of %ds", k, n.TTL))
+		case kv.Lease != 0:
+			ttl, known := v3.LeaseTTL[kv.Lease]
+			want := convertedAt.Add(time.Duration(ttl) * time.Second)
+			if !known || n.Expiration.IsZero() || math.Abs(n.Expiration.Sub(want).Seconds()) > 3 {
+				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %ds (known %v), v2 expiration %v, want about %v", k, kv.Lease, ttl, known, n.Expiration, want))
+			} else {
+				ttls++
+			}
+		}
+		keys++
+	}
+	for k, n := range v2 {
+		if _, ok := v3.Keys[k]; !ok && !n.Dir {
+			diffs = append(diffs, fmt.Sprintf("key %q appeared", k))
+		}
+	}
+	sort.Strings(diffs)
+	return diffs, keys, ttls
+}
+
+// LogTime is the time of the first line of a migrate log (slog text) holding msg.
+func LogTime(t testing.TB, log, msg string) time.Time {
+	t.Helper()
+	for _, l := range strings.Split(log, "\n") {
+		if f := strings.Fields(l); strings.Contains(l, msg) && len(f) > 0 {
+			if ts, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
+				return ts
+			}
+		}
+	}
+	t.Fatalf("no log line %s:\n%s", msg, log)
+	return time.Time{}
 }

@@ -28,8 +28,8 @@ import (
 
 	"github.com/etcd-migrate/etcd-migrate/internal/etcdtest"
 	"github.com/etcd-migrate/etcd-migrate/internal/fixture"
-	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/datadir"
+	"github.com/etcd-migrate/etcd-migrate/pkg/etcdproc"
 	"github.com/etcd-migrate/etcd-migrate/pkg/v3backend"
 )
 
@@ -85,7 +85,7 @@ func oldEtcd2Converts(t *testing.T, v string, generate func(binDir, ver string, 
 	}
 	t.Logf("etcd %s wrote %d v2 nodes in %v; files: %s", v, len(v2), time.Since(start).Round(time.Millisecond), memberFiles(t, dataDir))
 	checkOldV2Extras(t, v, v2)
-	inheritDirExpiry(v2)
+	fixture.InheritDirExpiry(v2)
 
 	// Without version.txt the data does not say which release wrote it:
 	// refused, and the data dir is not touched.
@@ -199,24 +199,6 @@ func checkOldV2Extras(t *testing.T, v string, v2 map[string]etcdtest.V2Node) {
 	}
 	if t.Failed() {
 		t.FailNow()
-	}
-}
-
-// inheritDirExpiry gives every key of the dump the expiration of its nearest-
-// expiring ancestor dir when that comes first: the key goes with the dir in v2, and
-// must in v3 too.
-func inheritDirExpiry(v2 map[string]etcdtest.V2Node) {
-	for k, n := range v2 {
-		if n.Dir {
-			continue
-		}
-		for p := k; strings.LastIndex(p, "/") > 0; {
-			p = p[:strings.LastIndex(p, "/")]
-			if d, ok := v2[p]; ok && !d.Expiration.IsZero() && (n.Expiration.IsZero() || d.Expiration.Before(n.Expiration)) {
-				n.Expiration = d.Expiration
-			}
-		}
-		v2[k] = n
 	}
 }
 

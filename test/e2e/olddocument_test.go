@@ -12,10 +12,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"math"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,7 +73,7 @@ func TestOldDocumentCycle(t *testing.T) {
 		}
 	}
 	back := serve22(t, binDir, dataDir)
-	n := compareV3V2(t, v3, back, stepTime(t, r.stderr, `msg="v3 keyspace converted to a v2 store"`))
+	n := compareV3V2(t, v3, back, etcdtest.LogTime(t, r.stderr, `msg="v3 keyspace converted to a v2 store"`))
 	t.Logf("the document's rollback: etcd 2.2.5 serves the %d keys, indexes = revisions, TTLs kept", n)
 
 	// The upgrade again, then on to 3.7.3.
@@ -137,7 +133,7 @@ func TestOldDocumentOtherReleases(t *testing.T) {
 			}
 			back := etcdtest.DumpV2(t, s.URL)
 			s.Stop()
-			n := compareV3V2(t, v3, back, stepTime(t, r.stderr, `msg="v3 keyspace converted to a v2 store"`))
+			n := compareV3V2(t, v3, back, etcdtest.LogTime(t, r.stderr, `msg="v3 keyspace converted to a v2 store"`))
 			t.Logf("2.3.8/etcd2 -> 3.0.17/etcd3 (%d keys, %d leased) -> 2.3.8/etcd2: etcd 2.3.8 serves %d keys, indexes = revisions", keys, leased, n)
 		})
 	}
@@ -185,59 +181,7 @@ func documentData(t *testing.T, binDir, v, dataDir string) map[string]etcdtest.V
 		t.Fatal(err)
 	}
 	defer s.Stop()
-	hc := &http.Client{Timeout: 10 * time.Second}
-	put := func(key, query string, form url.Values) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPut, s.URL+"/v2/keys"+key+query, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("PUT %s: %s", key, resp.Status)
-		}
-	}
-	del := func(key string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodDelete, s.URL+"/v2/keys"+key, nil)
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-	}
-	obj := func(kind, ns, name string, gen int) url.Values {
-		return url.Values{"value": {fmt.Sprintf(`{"kind":%q,"apiVersion":"v1","metadata":{"name":%q,"namespace":%q,"generation":%d},"spec":{"note":"caf\u00e9 \u2603"}}`, kind, name, ns, gen)}}
-	}
-	for i := 0; i < 120; i++ {
-		ns := fmt.Sprintf("ns-%d", i%4)
-		put(fmt.Sprintf("/registry/pods/%s/pod-%d", ns, i), "", obj("Pod", ns, fmt.Sprintf("pod-%d", i), 1))
-		if i%3 == 0 {
-			put(fmt.Sprintf("/registry/services/specs/%s/svc-%d", ns, i), "", obj("Service", ns, fmt.Sprintf("svc-%d", i), 1))
-		}
-	}
-	for i := 0; i < 120; i += 5 {
-		ns := fmt.Sprintf("ns-%d", i%4)
-		put(fmt.Sprintf("/registry/pods/%s/pod-%d", ns, i), "", obj("Pod", ns, fmt.Sprintf("pod-%d", i), 2))
-	}
-	for i := 1; i < 120; i += 7 {
-		del(fmt.Sprintf("/registry/pods/ns-%d/pod-%d", i%4, i))
-	}
-	for i := 0; i < 30; i++ {
-		form := obj("Event", "ns-0", fmt.Sprintf("ev-%d", i), 1)
-		form.Set("ttl", fmt.Sprint(600+100*i))
-		put(fmt.Sprintf("/registry/events/ns-0/ev-%d", i), "", form)
-	}
-	put("/registry/leases", "?dir=true", url.Values{"ttl": {"1800"}})
-	for i := 0; i < 3; i++ {
-		put(fmt.Sprintf("/registry/leases/lease-%d", i), "", obj("Lease", "kube-system", fmt.Sprintf("lease-%d", i), 1))
-	}
-	put("/registry/empty", "?dir=true", nil)
-	v2 := etcdtest.DumpV2(t, s.URL)
-	inheritDirExpiry(v2)
-	return v2
+	return fixture.DocumentData(t, s.URL)
 }
 
 // documentRun migrates dataDir with env (every release bundled): first killed at
@@ -325,51 +269,15 @@ func serve22(t *testing.T, binDir, dataDir string) map[string]etcdtest.V2Node {
 // exists. It returns the number of keys compared.
 func compareV3V2(t *testing.T, v3 etcdtest.Dump, v2 map[string]etcdtest.V2Node, convertedAt time.Time) int {
 	t.Helper()
-	var diffs []string
-	for k, kv := range v3.Keys {
-		n, ok := v2[k]
-		switch {
-		case !ok || n.Dir:
-			diffs = append(diffs, fmt.Sprintf("key %q lost (dir %v)", k, n.Dir))
-		case n.Value != kv.Value || n.CreatedIndex != uint64(kv.CreateRevision) || n.ModifiedIndex != uint64(kv.ModRevision):
-			diffs = append(diffs, fmt.Sprintf("key %q: v3 create=%d mod=%d, v2 created=%d modified=%d, values equal %v", k, kv.CreateRevision, kv.ModRevision, n.CreatedIndex, n.ModifiedIndex, n.Value == kv.Value))
-		case kv.Lease == 0 && !n.Expiration.IsZero():
-			diffs = append(diffs, fmt.Sprintf("key %q has no lease but a TTL of %ds", k, n.TTL))
-		case kv.Lease != 0:
-			ttl, known := v3.LeaseTTL[kv.Lease]
-			want := convertedAt.Add(time.Duration(ttl) * time.Second)
-			if !known || n.Expiration.IsZero() || math.Abs(n.Expiration.Sub(want).Seconds()) > 3 {
-				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %ds (known %v), v2 expiration %v, want about %v", k, kv.Lease, ttl, known, n.Expiration, want))
-			}
-		}
-	}
-	for k, n := range v2 {
-		if _, ok := v3.Keys[k]; !ok && !n.Dir {
-			diffs = append(diffs, fmt.Sprintf("key %q appeared", k))
-		}
-	}
+	diffs, keys, _ := etcdtest.DiffV3V2(v3, v2, convertedAt)
 	if len(diffs) > 0 {
 		if len(diffs) > 20 {
 			diffs = diffs[:20]
 		}
 		t.Fatalf("the v2 keyspace differs from the v3 one it came from:\n%s", strings.Join(diffs, "\n"))
 	}
-	if len(v3.Keys) < 100 {
-		t.Fatalf("only %d keys compared", len(v3.Keys))
+	if keys < 100 {
+		t.Fatalf("only %d keys compared", keys)
 	}
-	return len(v3.Keys)
-}
-
-// stepTime is the time of the first log line holding msg.
-func stepTime(t *testing.T, stderr, msg string) time.Time {
-	t.Helper()
-	for _, l := range strings.Split(stderr, "\n") {
-		if f := strings.Fields(l); strings.Contains(l, msg) && len(f) > 0 {
-			if ts, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
-				return ts
-			}
-		}
-	}
-	t.Fatalf("no log line %s:\n%s", msg, stderr)
-	return time.Time{}
+	return keys
 }

@@ -96,7 +96,7 @@ func TestOldEtcd2UpgradesInEtcd2(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "kind=v2-to-v3 from=3.0.17/etcd2 version_txt=3.0.17/etcd3") {
 		t.Fatalf("3.0.17/etcd2 -> 3.7.3/etcd3: exit %d, want the conversion at 3.0.17:\n%s", r.code, r.stderr)
 	}
-	inheritDirExpiry(want) // a key in a TTL dir gets the dir's lease
+	fixture.InheritDirExpiry(want) // a key in a TTL dir gets the dir's lease
 	srv := etcdtest.Serve(t, binDir, "3.7.3", dataDir)
 	keys, leased, _ := compareV2V3(t, want, srv.DumpAll(t), conversionTime(t, r.stderr, wroteAt))
 	srv.Stop()

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +69,7 @@ func testDocument(t *testing.T, tl *tool, binDir string) {
 	}
 	// 3.0 has no lease TimeToLive: the granted TTLs are read from the backend it left.
 	leaseTTLs(t, dataDir, &v3)
-	keys, leased := compareDocumentV2V3(t, v2, v3, logTime(t, upLog, `msg="v2 store converted"`))
+	keys, leased := compareDocumentV2V3(t, v2, v3, etcdtest.LogTime(t, upLog, `msg="v2 store converted"`))
 	if keys < 150 || leased < 20 {
 		t.Errorf("upgrade: only %d keys (%d leased) served", keys, leased)
 	}
@@ -101,7 +99,7 @@ func testDocument(t *testing.T, tl *tool, binDir string) {
 	if v := readFile(t, filepath.Join(dataDir, "version.txt")); v != "2.2.5/etcd2\n" {
 		t.Errorf("version.txt after the rollback = %q", v)
 	}
-	n, ttls := compareDocumentV3V2(t, v3, got, logTime(t, backLog, `msg="v3 keyspace converted to a v2 store"`))
+	n, ttls := compareDocumentV3V2(t, v3, got, etcdtest.LogTime(t, backLog, `msg="v3 keyspace converted to a v2 store"`))
 	if t.Failed() {
 		return
 	}
@@ -121,66 +119,9 @@ func documentData(t *testing.T, binDir, dataDir string) map[string]etcdtest.V2No
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Stop()
-	hc := &http.Client{Timeout: 10 * time.Second}
-	defer hc.CloseIdleConnections()
-	do := func(method, key, query string, form url.Values) {
-		t.Helper()
-		req, _ := http.NewRequest(method, s.URL+"/v2/keys"+key+query, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			t.Fatalf("%s %s: %s", method, key, resp.Status)
-		}
-	}
-	obj := func(kind, ns, name string, gen int) url.Values {
-		return url.Values{"value": {fmt.Sprintf(`{"kind":%q,"apiVersion":"v1","metadata":{"name":%q,"namespace":%q,"generation":%d},"spec":{"note":"caf\u00e9 \u2603"}}`, kind, name, ns, gen)}}
-	}
-	for i := 0; i < 120; i++ {
-		ns := fmt.Sprintf("ns-%d", i%4)
-		do(http.MethodPut, fmt.Sprintf("/registry/pods/%s/pod-%d", ns, i), "", obj("Pod", ns, fmt.Sprintf("pod-%d", i), 1))
-		if i%3 == 0 {
-			do(http.MethodPut, fmt.Sprintf("/registry/services/specs/%s/svc-%d", ns, i), "", obj("Service", ns, fmt.Sprintf("svc-%d", i), 1))
-		}
-	}
-	for i := 0; i < 120; i += 5 {
-		ns := fmt.Sprintf("ns-%d", i%4)
-		do(http.MethodPut, fmt.Sprintf("/registry/pods/%s/pod-%d", ns, i), "", obj("Pod", ns, fmt.Sprintf("pod-%d", i), 2))
-	}
-	for i := 1; i < 120; i += 7 {
-		do(http.MethodDelete, fmt.Sprintf("/registry/pods/ns-%d/pod-%d", i%4, i), "", nil)
-	}
-	for i := 0; i < 30; i++ {
-		form := obj("Event", "ns-0", fmt.Sprintf("ev-%d", i), 1)
-		form.Set("ttl", fmt.Sprint(600+100*i))
-		do(http.MethodPut, fmt.Sprintf("/registry/events/ns-0/ev-%d", i), "", form)
-	}
-	do(http.MethodPut, "/registry/leases", "?dir=true", url.Values{"ttl": {"1800"}})
-	for i := 0; i < 3; i++ {
-		do(http.MethodPut, fmt.Sprintf("/registry/leases/lease-%d", i), "", obj("Lease", "kube-system", fmt.Sprintf("lease-%d", i), 1))
-	}
-	do(http.MethodPut, "/registry/empty", "?dir=true", nil)
-	v2 := etcdtest.DumpV2(t, s.URL)
+	v2 := fixture.DocumentData(t, s.URL)
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
-	}
-	// A key in a TTL dir expires with it.
-	for k, n := range v2 {
-		if n.Dir {
-			continue
-		}
-		for p := k; strings.LastIndex(p, "/") > 0; {
-			p = p[:strings.LastIndex(p, "/")]
-			if d, ok := v2[p]; ok && !d.Expiration.IsZero() && (n.Expiration.IsZero() || d.Expiration.Before(n.Expiration)) {
-				n.Expiration = d.Expiration
-			}
-		}
-		v2[k] = n
 	}
 	return v2
 }
@@ -278,36 +219,9 @@ func compareDocumentV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtes
 // returns the keys and the keys with a TTL.
 func compareDocumentV3V2(t *testing.T, v3 etcdtest.Dump, v2 map[string]etcdtest.V2Node, convertedAt time.Time) (keys, ttls int) {
 	t.Helper()
-	var diffs []string
-	for k, kv := range v3.Keys {
-		n, ok := v2[k]
-		switch {
-		case !ok || n.Dir:
-			diffs = append(diffs, fmt.Sprintf("key %q lost (dir %v)", k, n.Dir))
-			continue
-		case n.Value != kv.Value || n.CreatedIndex != uint64(kv.CreateRevision) || n.ModifiedIndex != uint64(kv.ModRevision):
-			diffs = append(diffs, fmt.Sprintf("key %q: v3 create=%d mod=%d, v2 created=%d modified=%d, values equal %v",
-				k, kv.CreateRevision, kv.ModRevision, n.CreatedIndex, n.ModifiedIndex, n.Value == kv.Value))
-		case kv.Lease == 0 && !n.Expiration.IsZero():
-			diffs = append(diffs, fmt.Sprintf("key %q has no lease but a TTL of %ds", k, n.TTL))
-		case kv.Lease != 0:
-			ttl, known := v3.LeaseTTL[kv.Lease]
-			want := convertedAt.Add(time.Duration(ttl) * time.Second)
-			if !known || n.Expiration.IsZero() || math.Abs(n.Expiration.Sub(want).Seconds()) > 3 {
-				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %ds (known %v), v2 expiration %v, want about %v", k, kv.Lease, ttl, known, n.Expiration, want))
-			} else {
-				ttls++
-			}
-		}
-		keys++
-	}
-	for k, n := range v2 {
-		if _, ok := v3.Keys[k]; !ok && !n.Dir {
-			diffs = append(diffs, fmt.Sprintf("key %q appeared", k))
-		}
-	}
-	if len(v3.Keys) < 150 {
-		diffs = append(diffs, fmt.Sprintf("only %d keys compared", len(v3.Keys)))
+	diffs, keys, ttls := etcdtest.DiffV3V2(v3, v2, convertedAt)
+	if keys < 150 {
+		diffs = append(diffs, fmt.Sprintf("only %d keys compared", keys))
 	}
 	reportDiffs(t, "the v2 keyspace etcd 2.2.5 serves differs from the v3 one etcd 3.0.17 served", diffs)
 	return keys, ttls
@@ -366,19 +280,6 @@ func waitServedV2(t *testing.T, c *container, url, version string) *served {
 	}
 }
 
-// logTime is the time of the first line of a migrate log holding msg.
-func logTime(t *testing.T, log, msg string) time.Time {
-	t.Helper()
-	for _, l := range strings.Split(log, "\n") {
-		if f := strings.Fields(l); strings.Contains(l, msg) && len(f) > 0 {
-			if ts, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time=")); err == nil {
-				return ts
-			}
-		}
-	}
-	t.Fatalf("no log line %s:\n%s", msg, log)
-	return time.Time{}
-}
 
 func envLine(env map[string]string) string {
 	var parts []string
