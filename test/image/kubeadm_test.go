@@ -449,6 +449,7 @@ func testKubeadm(t *testing.T, tl *tool, binDir string) {
 	}
 	t.Run("Era35FlagsOn373Refused", func(t *testing.T) { testKubeadm35On373(t, tl, sets[1]) })
 	t.Run("DockerRun", func(t *testing.T) { testDockerRun(t, tl, binDir, sets[1]) })
+	t.Run("HARolling", func(t *testing.T) { testKubeadmHARolling(t, tl) })
 }
 
 // testKubeadm35To36: the 3.5-era manifest, TARGET_VERSION=3.6.16 added to its env,
