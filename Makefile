@@ -119,7 +119,7 @@ test-crash: build etcd-binaries
 # executions instead of time: Go 1.26's fuzz coordinator can report a bare "context
 # deadline exceeded" failure at the end of a -fuzztime duration when the machine is
 # busy (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
-FUZZ_TARGETS := pkg/versionfile:FuzzParsePair pkg/versionfile:FuzzReadVersionFile pkg/steps:FuzzPlan
+FUZZ_TARGETS := pkg/versionfile:FuzzParsePair pkg/versionfile:FuzzReadVersionFile pkg/steps:FuzzPlan pkg/v2tov3:FuzzUnquote
 FUZZTIME     ?= 2m
 FUZZTIME_CI  ?= 20000x
 

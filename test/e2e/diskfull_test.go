@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-version"
@@ -27,12 +28,26 @@ func mountTmpfs(t *testing.T, sizeMiB int) string {
 	}
 	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dm", sizeMiB), "tmpfs", dir).CombinedOutput()
 	if err != nil {
-		msg := fmt.Sprintf("ENOSPC cases: skipped: cannot mount a size-limited tmpfs here (needs root and mount rights): %v %s", err, strings.TrimSpace(string(out)))
-		etcdtest.Report(t, "enospc", msg)
+		msg := fmt.Sprintf("cannot mount a size-limited tmpfs here (needs root and mount rights): %v %s", err, strings.TrimSpace(string(out)))
+		tmpfsSkip.Lock()
+		tmpfsSkip.reason = msg
+		tmpfsSkip.Unlock()
 		t.Skip(msg)
 	}
 	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
 	return dir
+}
+
+// tmpfsSkip holds why the last mountTmpfs skipped, for the ENOSPC summary line.
+var tmpfsSkip struct {
+	sync.Mutex
+	reason string
+}
+
+func lastTmpfsSkip() string {
+	tmpfsSkip.Lock()
+	defer tmpfsSkip.Unlock()
+	return tmpfsSkip.reason
 }
 
 // TestDiskFull runs the etcd2 fixture's walk to 3.7.3 on a size-limited tmpfs and
@@ -54,11 +69,11 @@ func TestDiskFull(t *testing.T) {
 	want := s.DumpAll(t)
 	s.Stop()
 
-	passed, total := 0, 0
+	// The summary counts what happened: a case that skipped (no tmpfs here) ran
+	// nothing and is never counted as passed.
+	cases := &caseTally{}
 	defer func() {
-		if !t.Skipped() {
-			etcdtest.Report(t, "enospc", fmt.Sprintf("ENOSPC cases passed: %d/%d (a size-limited tmpfs, filled at a fault point)", passed, total))
-		}
+		etcdtest.Report(t, "enospc", "ENOSPC cases (a size-limited tmpfs, filled at a fault point): "+cases.String())
 	}()
 
 	// The data plus the backup and a second member dir fit in 400 MiB; the fixture's
@@ -72,8 +87,7 @@ func TestDiskFull(t *testing.T) {
 		fault.StepAfterStart + ":3",  // etcd 3.6's readiness write and snapshot
 	}
 	for _, point := range points {
-		total++
-		ok := t.Run(strings.ReplaceAll(point, ":", "#"), func(t *testing.T) {
+		cases.Run(t, strings.ReplaceAll(point, ":", "#"), func(t *testing.T) {
 			fsDir := mountTmpfs(t, fsMiB)
 			dataDir := extractInto(t, fsDir)
 			filler := filepath.Join(fsDir, "filler")
@@ -152,16 +166,12 @@ func TestDiskFull(t *testing.T) {
 			assertServedKeyspace(t, binDir, "3.7.3", dataDir, want, "after ENOSPC at "+point)
 			t.Logf("ENOSPC at %s: %s; version.txt stayed %s; rerun completed", point, line, recorded)
 		})
-		if ok {
-			passed++
-		}
 	}
 
 	// A full disk after the last step's etcd stopped: version.txt's update was
 	// written (and fsynced) before the step began, so only a rename is left, which
 	// needs no space: the run completes.
-	total++
-	if t.Run("full-after-last-step", func(t *testing.T) {
+	cases.Run(t, "full-after-last-step", func(t *testing.T) {
 		fsDir := mountTmpfs(t, fsMiB)
 		dataDir := extractInto(t, fsDir)
 		filler := filepath.Join(fsDir, "filler")
@@ -176,12 +186,9 @@ func TestDiskFull(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertServedKeyspace(t, binDir, "3.7.3", dataDir, want, "disk full after the last step")
-	}) {
-		passed++
-	}
+	})
 
-	total++
-	if t.Run("too-small-to-start", func(t *testing.T) {
+	cases.Run(t, "too-small-to-start", func(t *testing.T) {
 		fsDir := mountTmpfs(t, 100)
 		dataDir := extractInto(t, fsDir)
 		sum := etcdtest.Checksum(t, dataDir)
@@ -193,9 +200,48 @@ func TestDiskFull(t *testing.T) {
 		if got := etcdtest.Checksum(t, dataDir); got != sum {
 			t.Fatal("the data dir changed")
 		}
-	}) {
-		passed++
+	})
+}
+
+// caseTally counts subtests by what they did. t.Run returns true for a skipped
+// subtest as for a passed one, so a skip is told apart by the subtest's own
+// t.Skipped, and is never counted as run or passed.
+type caseTally struct {
+	run, passed, skipped int
+	skipReason           string // the first skip's reason, when it gave one
+}
+
+// Run runs f as the subtest name and counts it: skipped, or run and passed, or run
+// and failed.
+func (c *caseTally) Run(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	var skipped bool
+	ok := t.Run(name, func(t *testing.T) {
+		// Runs when f returns, and on t.Fatal and t.Skip (both end the
+		// subtest's goroutine through its deferred calls).
+		defer func() { skipped = t.Skipped() }()
+		f(t)
+	})
+	if skipped {
+		c.skipped++
+		if c.skipReason == "" {
+			c.skipReason = lastTmpfsSkip()
+		}
+		return
 	}
+	c.run++
+	if ok {
+		c.passed++
+	}
+}
+
+// String is the summary: "7 run, 7 passed, 0 skipped", and why cases skipped.
+func (c *caseTally) String() string {
+	s := fmt.Sprintf("%d run, %d passed, %d skipped", c.run, c.passed, c.skipped)
+	if c.skipReason != "" {
+		s += "; skipped: " + c.skipReason
+	}
+	return s
 }
 
 // extractInto unpacks the etcd2 fixture into dir/data keeping its sparse WAL files

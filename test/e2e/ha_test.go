@@ -181,6 +181,8 @@ func TestHALockstepUpgrade(t *testing.T) {
 // throughout: no acknowledged write is lost, the generated keyspace is intact on
 // every member, and the cluster version ends at 3.7.0.
 func TestHARollingOneMinor(t *testing.T) {
+	// haMinAcked: acknowledged puts the writer must have had, each read back.
+	const haMinAcked = 20
 	binDir := etcdtest.BinDir(t)
 	c := cluster.Generate(t, binDir, "3.6.16", haKeys)
 	want, id := haBaseline(t, c)
@@ -211,10 +213,16 @@ func TestHARollingOneMinor(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	acked, failed, gap := w.Stop()
+	// Zero acknowledged puts would pass the read-back below vacuously.
+	if acked < haMinAcked {
+		t.Fatalf("the writer got %d acknowledged puts (%d failed), want at least %d", acked, failed, haMinAcked)
+	}
+	// Verify reads every acknowledged put back (a linearizable read): present, with
+	// its value.
 	if diffs := w.Verify(t, c, 10); len(diffs) > 0 {
 		t.Fatalf("%d acknowledged puts, lost: %v", acked, diffs)
 	}
-	t.Logf("writer: %d acknowledged, %d failed, longest gap between acknowledged puts %v", acked, failed, gap.Round(time.Millisecond))
+	t.Logf("writer: %d acknowledged (at least %d required), all read back; %d failed, longest gap between acknowledged puts %v", acked, haMinAcked, failed, gap.Round(time.Millisecond))
 	// Quorum throughout: a leader election takes a few seconds at most; a gap
 	// much longer means the cluster was without quorum.
 	if gap > 20*time.Second {

@@ -403,9 +403,36 @@ func TestNoSecretsInLogsAndPrivateFiles(t *testing.T) {
 	}
 	sort.Strings(paths)
 	dataName := filepath.Base(dataDir)
+	// The private files (no read access but the owner's) the checks below must have
+	// inspected, by kind: a test that saw none of them would pass on modes it
+	// never looked at.
+	wantPrivate := []struct {
+		kind  string
+		match func(p string) bool
+		seen  int
+	}{
+		{kind: "etcd's backend " + dataName + "/member/snap/db", match: func(p string) bool { return p == filepath.Join(dataName, "member", "snap", "db") }},
+		{kind: "a WAL segment " + dataName + "/member/wal/*.wal", match: func(p string) bool {
+			return filepath.Dir(p) == filepath.Join(dataName, "member", "wal") && strings.HasSuffix(p, ".wal")
+		}},
+		{kind: "the backup's backend " + dataName + ".bak/member/snap/db", match: func(p string) bool { return p == filepath.Join(dataName+".bak", "member", "snap", "db") }},
+		{kind: "migrate's backup record " + dataName + ".bak.json", match: func(p string) bool { return p == dataName+".bak.json" }},
+		{kind: "a work file of the v2 -> v3 conversion or the rollback " + dataName + "/.migrate-*/* (outside member dirs)", match: func(p string) bool {
+			return strings.HasPrefix(p, filepath.Join(dataName, ".migrate-")) && strings.Count(p, "/") == 2 && !strings.Contains(p, "/member") && !modes[p].IsDir()
+		}},
+	}
+	private := 0
 	for _, p := range paths {
 		m := modes[p]
 		base := filepath.Base(p)
+		if !m.IsDir() && !strings.HasSuffix(base, ".snap") && base != "version.txt" && !strings.HasPrefix(base, ".version.txt.tmp-") {
+			private++
+			for i := range wantPrivate {
+				if wantPrivate[i].match(p) {
+					wantPrivate[i].seen++
+				}
+			}
+		}
 		switch {
 		case !strings.HasPrefix(p, dataName) && !strings.HasPrefix(p, "."+dataName+".migrate.lock") && !strings.HasPrefix(p, "."+dataName+".bak.json.tmp-"):
 			// not ours (another test's files cannot be here: the parent is a
@@ -437,6 +464,14 @@ func TestNoSecretsInLogsAndPrivateFiles(t *testing.T) {
 			t.Errorf("%s is %v, want %v", c.path, fi.Mode().Perm(), c.want)
 		}
 	}
+	var kinds []string
+	for _, w := range wantPrivate {
+		if w.seen == 0 {
+			t.Errorf("no private file of this kind was inspected: %s", w.kind)
+		}
+		kinds = append(kinds, fmt.Sprintf("%d %s", w.seen, w.kind))
+	}
+	t.Logf("%d private files inspected, of them %s", private, strings.Join(kinds, "; "))
 	var workSeen []string
 	for _, p := range paths {
 		if b := filepath.Base(p); strings.HasPrefix(b, ".migrate-") || strings.Contains(b, ".tmp-") || strings.HasSuffix(b, ".lock") || b == "snapshot.db" {
