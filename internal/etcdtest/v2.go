@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -108,13 +107,16 @@ func ServeV2(t testing.TB, binDir, version, dataDir string) *Server {
 // DiffV3V2 compares the v2 keyspace a rollback to etcd2 left with the v3 one it
 // came from: every v3 key is a v2 key with the same value, createdIndex =
 // create_revision and modifiedIndex = mod_revision; a leased key expires its lease's
-// TTL after convertedAt (within 3 s), and no other key has a TTL; no other key
-// exists. It returns the differences, the keys compared and the TTLs that matched.
-func DiffV3V2(v3 Dump, v2 map[string]V2Node, convertedAt time.Time) (diffs []string, keys, ttls int) {
+// TTL after the conversion, which ran between from and to (less early, as a lease
+// checkpoint may have recorded less; plus late), and no other key has a TTL; no
+// other key exists. It returns the sorted differences, the v3 keys missing from
+// v2, the keys compared and the TTLs that matched.
+func DiffV3V2(v3 Dump, v2 map[string]V2Node, from, to time.Time, early, late time.Duration) (diffs []string, lost, keys, ttls int) {
 	for k, kv := range v3.Keys {
 		n, ok := v2[k]
 		switch {
 		case !ok || n.Dir:
+			lost++
 			diffs = append(diffs, fmt.Sprintf("key %q lost (dir %v)", k, n.Dir))
 			continue
 		case n.Value != kv.Value || n.CreatedIndex != uint64(kv.CreateRevision) || n.ModifiedIndex != uint64(kv.ModRevision):
@@ -124,9 +126,10 @@ func DiffV3V2(v3 Dump, v2 map[string]V2Node, convertedAt time.Time) (diffs []str
 			diffs = append(diffs, fmt.Sprintf("key %q has no lease but a TTL of %ds", k, n.TTL))
 		case kv.Lease != 0:
 			ttl, known := v3.LeaseTTL[kv.Lease]
-			want := convertedAt.Add(time.Duration(ttl) * time.Second)
-			if !known || n.Expiration.IsZero() || math.Abs(n.Expiration.Sub(want).Seconds()) > 3 {
-				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %ds (known %v), v2 expiration %v, want about %v", k, kv.Lease, ttl, known, n.Expiration, want))
+			granted := time.Duration(ttl) * time.Second
+			lo, hi := from.Add(granted-early), to.Add(granted+late)
+			if !known || n.Expiration.IsZero() || n.Expiration.Before(lo) || n.Expiration.After(hi) {
+				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %v (known %v), v2 expiration %v, want between %v and %v", k, kv.Lease, granted, known, n.Expiration, lo, hi))
 			} else {
 				ttls++
 			}
@@ -139,7 +142,7 @@ func DiffV3V2(v3 Dump, v2 map[string]V2Node, convertedAt time.Time) (diffs []str
 		}
 	}
 	sort.Strings(diffs)
-	return diffs, keys, ttls
+	return diffs, lost, keys, ttls
 }
 
 // LogTime is the time of the first line of a migrate log (slog text) holding msg.

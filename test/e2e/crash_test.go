@@ -329,32 +329,7 @@ func missingV2Live(want map[string]etcdtest.V2Node, got map[string]etcdtest.KV, 
 // the number of want's keys got lacks.
 func compareV3V2Ref(want etcdtest.Dump, got map[string]etcdtest.V2Node, from, to time.Time) (diffs []string, lost int) {
 	const checkpointSlack = 5 * time.Minute
-	for k, kv := range want.Keys {
-		n, ok := got[k]
-		switch {
-		case !ok || n.Dir:
-			lost++
-			diffs = append(diffs, fmt.Sprintf("key %q lost (dir %v)", k, n.Dir))
-		case n.Value != kv.Value || n.CreatedIndex != uint64(kv.CreateRevision) || n.ModifiedIndex != uint64(kv.ModRevision):
-			diffs = append(diffs, fmt.Sprintf("key %q: v3 create=%d mod=%d, v2 created=%d modified=%d, values equal %v",
-				k, kv.CreateRevision, kv.ModRevision, n.CreatedIndex, n.ModifiedIndex, n.Value == kv.Value))
-		case kv.Lease == 0 && !n.Expiration.IsZero():
-			diffs = append(diffs, fmt.Sprintf("key %q has no lease but a TTL of %ds", k, n.TTL))
-		case kv.Lease != 0:
-			granted := time.Duration(want.LeaseTTL[kv.Lease]) * time.Second
-			lo, hi := from.Add(granted-checkpointSlack), to.Add(granted+time.Second)
-			if n.Expiration.IsZero() || n.Expiration.Before(lo) || n.Expiration.After(hi) {
-				diffs = append(diffs, fmt.Sprintf("key %q: lease %x of %v, v2 expiration %v, want between %v and %v",
-					k, kv.Lease, granted, n.Expiration, lo, hi))
-			}
-		}
-	}
-	for k, n := range got {
-		if _, ok := want.Keys[k]; !ok && !n.Dir {
-			diffs = append(diffs, fmt.Sprintf("key %q appeared", k))
-		}
-	}
-	sort.Strings(diffs)
+	diffs, lost, _, _ = etcdtest.DiffV3V2(want, got, from, to, checkpointSlack, time.Second)
 	if len(diffs) > 10 {
 		diffs = diffs[:10]
 	}

@@ -269,7 +269,7 @@ func serve22(t *testing.T, binDir, dataDir string) map[string]etcdtest.V2Node {
 // exists. It returns the number of keys compared.
 func compareV3V2(t *testing.T, v3 etcdtest.Dump, v2 map[string]etcdtest.V2Node, convertedAt time.Time) int {
 	t.Helper()
-	diffs, keys, _ := etcdtest.DiffV3V2(v3, v2, convertedAt)
+	diffs, _, keys, _ := etcdtest.DiffV3V2(v3, v2, convertedAt, convertedAt, 3*time.Second, 3*time.Second)
 	if len(diffs) > 0 {
 		if len(diffs) > 20 {
 			diffs = diffs[:20]

@@ -219,7 +219,7 @@ func compareDocumentV2V3(t *testing.T, v2 map[string]etcdtest.V2Node, v3 etcdtes
 // returns the keys and the keys with a TTL.
 func compareDocumentV3V2(t *testing.T, v3 etcdtest.Dump, v2 map[string]etcdtest.V2Node, convertedAt time.Time) (keys, ttls int) {
 	t.Helper()
-	diffs, keys, ttls := etcdtest.DiffV3V2(v3, v2, convertedAt)
+	diffs, _, keys, ttls := etcdtest.DiffV3V2(v3, v2, convertedAt, convertedAt, 3*time.Second, 3*time.Second)
 	if keys < 150 {
 		diffs = append(diffs, fmt.Sprintf("only %d keys compared", keys))
 	}
@@ -279,7 +279,6 @@ func waitServedV2(t *testing.T, c *container, url, version string) *served {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
 
 func envLine(env map[string]string) string {
 	var parts []string
