@@ -18,7 +18,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -29,7 +28,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -220,33 +218,7 @@ func testKubeadmHARolling(t *testing.T, tl *tool) {
 // members at once.
 func renderKubeadmHA(t *testing.T, manifest, image string, m *haMember, initialCluster string) kubeadmPod {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(etcdtest.RepoRoot(), "testdata", manifest))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.ReplaceAll(string(b), kubeadmNode, m.ip)
-	portRe := regexp.MustCompile(`(:|port: )(2379|2380|2381)\b`)
-	text = portRe.ReplaceAllStringFunc(text, func(s string) string {
-		g := portRe.FindStringSubmatch(s)
-		port := map[string]int{"2379": m.ports.client, "2380": m.ports.peer, "2381": m.ports.metrics}[g[2]]
-		return g[1] + strconv.Itoa(port)
-	})
-	text = regexp.MustCompile(`(?m)^(\s+image: ).*$`).ReplaceAllString(text, "${1}"+image)
-	doc, err := parseYAML(text)
-	if err != nil {
-		t.Fatalf("%s: %v", manifest, err)
-	}
-	j, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pod kubeadmPod
-	if err := json.Unmarshal(j, &pod); err != nil {
-		t.Fatalf("%s: %v\n%s", manifest, err, j)
-	}
-	if len(pod.Spec.Containers) != 1 || !pod.Spec.HostNetwork || len(pod.Spec.Containers[0].Command) < 10 {
-		t.Fatalf("%s: want one hostNetwork container with kubeadm's etcd command, got %+v", manifest, pod.Spec)
-	}
+	pod := renderKubeadmAt(t, manifest, image, m.ip, m.ports)
 	cmd := pod.Spec.Containers[0].Command
 	replaced := 0
 	for i, a := range cmd {

@@ -93,11 +93,17 @@ type kubeadmPorts struct{ client, peer, metrics int }
 // ports free ones, the image the test's. Nothing else changes.
 func renderKubeadm(t *testing.T, name, image string, p kubeadmPorts) kubeadmPod {
 	t.Helper()
+	return renderKubeadmAt(t, name, image, "127.0.0.1", p)
+}
+
+// renderKubeadmAt is renderKubeadm with the node's advertise address become ip.
+func renderKubeadmAt(t *testing.T, name, image, ip string, p kubeadmPorts) kubeadmPod {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(etcdtest.RepoRoot(), "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.ReplaceAll(string(b), kubeadmNode, "127.0.0.1")
+	text := strings.ReplaceAll(string(b), kubeadmNode, ip)
 	portRe := regexp.MustCompile(`(:|port: )(2379|2380|2381)\b`)
 	text = portRe.ReplaceAllStringFunc(text, func(m string) string {
 		g := portRe.FindStringSubmatch(m)
